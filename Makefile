@@ -1,0 +1,41 @@
+# The two commands a new user needs are `make run` and `make test` (see README).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Tests talk to real PostgreSQL and Redis on this machine unless told otherwise.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/governance
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test install lint typecheck check-migrations bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Run the service with its demo on the embedded default (SQLite, filesystem broker).
+run: install
+	DEBUG=$${DEBUG:-1} $(PY) manage.py rundemo
+
+## Run the whole test suite against PostgreSQL, Redis and a real Celery worker.
+test: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	SECRET_KEY=$${SECRET_KEY:-test-secret-key-not-for-production} $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	DEBUG=1 $(VENV)/bin/mypy governance audits reports
+
+check-migrations: install
+	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+
+bench: install
+	$(PY) benchmarks/audit_speed.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,103 @@
+"""Audit runs in the admin: start one, watch it, read its results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from audits.models import AuditRun
+from audits.services import audit_run_create
+from governance.admin import OrganizationScopedAdmin
+from governance.models import Dataset, ModelVersion
+from governance.selectors import datasets_visible, model_versions_visible
+from governance.services import ServiceError
+from reports.services import report_generate_for_run
+
+
+class StartAuditForm(forms.Form):
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none())
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), help_text="The data the model is judged on")
+    reference_dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.none(),
+        required=False,
+        help_text="The reference population for drift, usually the training data",
+    )
+
+
+@admin.register(AuditRun)
+class AuditRunAdmin(OrganizationScopedAdmin):
+    list_display = ["id", "model_version", "dataset", "reference_dataset", "status", "created_at", "finished_at"]
+    list_filter = ["status", "organization"]
+    list_select_related = ["model_version__ai_model", "dataset", "reference_dataset"]
+    change_form_template = "admin/audits/auditrun/run_page.html"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:run_id>/report/", self.admin_site.admin_view(self.generate_report), name="audits_auditrun_report"
+            ),
+            *super().get_urls(),
+        ]
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        form = StartAuditForm(request.POST or None, initial=request.GET.dict())
+        form.fields["model_version"].queryset = model_versions_visible(request.user)
+        form.fields["dataset"].queryset = datasets_visible(request.user)
+        form.fields["reference_dataset"].queryset = datasets_visible(request.user)
+        if request.method == "POST" and form.is_valid():
+            try:
+                run = audit_run_create(actor=request.user, **form.cleaned_data)
+            except (ServiceError, PermissionDenied) as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"Audit run {run.pk} queued")
+                return HttpResponseRedirect(reverse("admin:audits_auditrun_change", args=[run.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Start an audit",
+            "form": form,
+            "opts": self.model._meta,
+            "submit_label": "Start audit",
+        }
+        return TemplateResponse(request, "admin/governance/form_page.html", context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        run = get_object_or_404(self.get_queryset(request), pk=object_id)
+        from reports.services import report_context
+
+        context = {
+            **self.admin_site.each_context(request),
+            "title": str(run),
+            "run": run,
+            "opts": self.model._meta,
+            "reports": run.reports.all(),
+            **report_context(str(run), {"result": run.result or {}}),
+        }
+        return TemplateResponse(request, self.change_form_template, context)
+
+    def generate_report(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        run = get_object_or_404(self.get_queryset(request), pk=run_id)
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:audits_auditrun_change", args=[run.pk]))
+        try:
+            report = report_generate_for_run(run=run, actor=request.user)
+        except (ServiceError, PermissionDenied) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, f"Report v{report.version} generated, sha256 {report.sha256}")
+        return HttpResponseRedirect(reverse("admin:audits_auditrun_change", args=[run.pk]))

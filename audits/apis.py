@@ -1,0 +1,110 @@
+"""REST API of audit runs."""
+
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from audits import selectors as audit_selectors
+from audits.models import AuditRun, MetricResult
+from audits.services import audit_run_create
+from governance import selectors
+from governance.apis import GovernanceApi
+
+
+class AuditRunOutput(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    drift_report_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditRun
+        fields = [
+            "id",
+            "organization",
+            "model_version",
+            "dataset",
+            "reference_dataset",
+            "status",
+            "progress",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "attempt",
+            "error",
+            "result",
+            "drift_report_url",
+        ]
+
+    def get_drift_report_url(self, run: AuditRun) -> str | None:
+        return f"/api/v1/audits/{run.pk}/drift-report/" if run.drift_report_file else None
+
+
+class AuditRunSummaryOutput(AuditRunOutput):
+    class Meta(AuditRunOutput.Meta):
+        fields = [f for f in AuditRunOutput.Meta.fields if f != "result"]
+
+
+class MetricResultOutput(serializers.ModelSerializer):
+    class Meta:
+        model = MetricResult
+        fields = ["category", "metric", "attribute", "group", "reference_group", "column", "value", "n", "details"]
+
+
+class AuditRunListCreateApi(GovernanceApi):
+    class InputSerializer(serializers.Serializer):
+        model_version = serializers.IntegerField()
+        dataset = serializers.IntegerField()
+        reference_dataset = serializers.IntegerField(required=False, allow_null=True)
+
+    @extend_schema(responses=AuditRunSummaryOutput(many=True))
+    def get(self, request: Request) -> Response:
+        runs = audit_selectors.audit_runs_visible(request.user, token=self.token)
+        if "model_version" in request.query_params:
+            runs = runs.filter(model_version_id=request.query_params["model_version"])
+        return self.paginate(runs, AuditRunSummaryOutput)
+
+    @extend_schema(request=InputSerializer, responses={201: AuditRunSummaryOutput})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        versions = selectors.model_versions_visible(request.user, token=self.token)
+        datasets = selectors.datasets_visible(request.user, token=self.token)
+        reference_id = data.validated_data.get("reference_dataset")
+        run = audit_run_create(
+            model_version=get_object_or_404(versions, pk=data.validated_data["model_version"]),
+            dataset=get_object_or_404(datasets, pk=data.validated_data["dataset"]),
+            reference_dataset=get_object_or_404(datasets, pk=reference_id) if reference_id else None,
+            actor=request.user,
+        )
+        return Response(AuditRunSummaryOutput(run).data, status=status.HTTP_201_CREATED)
+
+
+class AuditRunDetailApi(GovernanceApi):
+    @extend_schema(responses=AuditRunOutput)
+    def get(self, request: Request, run_id: int) -> Response:
+        run = get_object_or_404(audit_selectors.audit_runs_visible(request.user, token=self.token), pk=run_id)
+        return Response(AuditRunOutput(run).data)
+
+
+class AuditRunMetricsApi(GovernanceApi):
+    @extend_schema(responses=MetricResultOutput(many=True))
+    def get(self, request: Request, run_id: int) -> Response:
+        run = get_object_or_404(audit_selectors.audit_runs_visible(request.user, token=self.token), pk=run_id)
+        metrics = run.metrics.all()
+        if "category" in request.query_params:
+            metrics = metrics.filter(category=request.query_params["category"])
+        return self.paginate(metrics, MetricResultOutput)
+
+
+class AuditRunDriftReportApi(GovernanceApi):
+    @extend_schema(responses={(200, "text/html"): OpenApiResponse(description="Evidently's interactive drift report")})
+    def get(self, request: Request, run_id: int) -> FileResponse:
+        run = get_object_or_404(audit_selectors.audit_runs_visible(request.user, token=self.token), pk=run_id)
+        if not run.drift_report_file:
+            raise Http404("this run has no drift report (no reference dataset, or not finished)")
+        return FileResponse(default_storage.open(run.drift_report_file.name, "rb"), content_type="text/html")

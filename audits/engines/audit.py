@@ -1,0 +1,86 @@
+"""One audit from start to finish on plain data: the engines composed, no Django."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+
+from audits.engines.drift import drift_report, split_column_types
+from audits.engines.fairness import FairnessStatistics, fairness_report, fairness_statistics
+from audits.engines.quality import QualityStatistics, quality_report, quality_statistics
+from audits.engines.tables import ColumnRoles
+
+RESULT_SCHEMA_VERSION = 1
+
+
+def engine_versions() -> dict[str, str]:
+    """Versions of the libraries whose definitions and tests the results follow."""
+    versions = {}
+    for package in ("aif360", "evidently", "pandas", "numpy", "pyarrow", "scipy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def drift_columns(roles: ColumnRoles, available: list[str]) -> list[str]:
+    """The columns whose drift matters: features, score, prediction and label, as present."""
+    wanted = [*roles.features, roles.score, roles.prediction, roles.label]
+    return [c for c in dict.fromkeys(wanted) if c and c in available]
+
+
+def audit_chunks(
+    chunks: Iterable[pd.DataFrame],
+    *,
+    roles: ColumnRoles,
+    drift_current: pd.DataFrame | None = None,
+    drift_reference: pd.DataFrame | None = None,
+    drift_sampled: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Audit a dataset given as chunks of rows; returns the result document and Evidently's snapshot.
+
+    1. Each chunk becomes fairness and quality statistics, merged as they come.
+    2. Fairness metrics and quality figures are computed from the merged statistics.
+    3. With a reference, drift is computed by Evidently on the drift columns.
+    """
+    fairness_stats = FairnessStatistics()
+    quality_stats = QualityStatistics()
+    for chunk in chunks:
+        fairness_stats = fairness_stats.merge(
+            fairness_statistics(
+                chunk, label=roles.label, prediction=roles.prediction, protected=roles.protected_columns
+            )
+        )
+        quality_stats = quality_stats.merge(quality_statistics(chunk))
+    if on_progress:
+        on_progress("fairness and quality computed")
+    fairness = fairness_report(fairness_stats, references=roles.references)
+    quality = quality_report(quality_stats)
+
+    drift: dict[str, Any] | None = None
+    snapshot = None
+    if drift_current is not None and drift_reference is not None:
+        columns = [c for c in drift_columns(roles, list(drift_current.columns)) if c in drift_reference.columns]
+        numerical, categorical = split_column_types(drift_reference, columns)
+        drift_result, snapshot = drift_report(
+            drift_reference, drift_current, numerical=numerical, categorical=categorical, sampled=drift_sampled
+        )
+        drift = drift_result.to_dict()
+        if on_progress:
+            on_progress("drift computed")
+
+    result = {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "rows": quality.rows,
+        "column_roles": roles.to_dict(),
+        "fairness": fairness.to_dict(),
+        "drift": drift,
+        "quality": quality.to_dict(),
+        "engine_versions": engine_versions(),
+    }
+    return result, snapshot

@@ -1,0 +1,281 @@
+"""Reading uploaded tables and checking their declared column roles. No Django here.
+
+A user's file is refused with a TableError that names the column, the row or the
+value at fault and what to do; nothing is coerced silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from audits.engines.errors import TableError
+
+PARQUET_MAGIC = b"PAR1"
+MISSING_GROUP = "(missing)"
+
+
+@dataclass(frozen=True)
+class ProtectedAttribute:
+    column: str
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class ColumnRoles:
+    """What each column of a dataset means to an audit."""
+
+    label: str
+    prediction: str
+    score: str | None = None
+    protected: tuple[ProtectedAttribute, ...] = ()
+    features: tuple[str, ...] = ()
+    alternative_outcome: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ColumnRoles:
+        if not isinstance(data, dict):
+            raise TableError("column_roles must be a JSON object with keys label, prediction, protected, ...")
+        for required in ("label", "prediction"):
+            if not isinstance(data.get(required), str) or not data[required]:
+                raise TableError(f"column_roles.{required} is required: name the column that holds the {required}")
+        protected_in = data.get("protected") or []
+        if not isinstance(protected_in, list) or not protected_in:
+            raise TableError(
+                "column_roles.protected must list at least one protected attribute, "
+                'e.g. [{"column": "race", "reference": "White"}]'
+            )
+        protected: list[ProtectedAttribute] = []
+        for item in protected_in:
+            if isinstance(item, str):
+                protected.append(ProtectedAttribute(column=item))
+            elif isinstance(item, dict) and isinstance(item.get("column"), str):
+                reference = item.get("reference")
+                protected.append(ProtectedAttribute(item["column"], None if reference is None else str(reference)))
+            else:
+                raise TableError(
+                    f"column_roles.protected has an entry {item!r}; use {{'column': ..., 'reference': ...}}"
+                )
+        features = data.get("features") or []
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise TableError("column_roles.features must be a list of column names")
+        return cls(
+            label=data["label"],
+            prediction=data["prediction"],
+            score=data.get("score") or None,
+            protected=tuple(protected),
+            features=tuple(features),
+            alternative_outcome=data.get("alternative_outcome") or None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "prediction": self.prediction,
+            "score": self.score,
+            "protected": [{"column": p.column, "reference": p.reference} for p in self.protected],
+            "features": list(self.features),
+            "alternative_outcome": self.alternative_outcome,
+        }
+
+    @property
+    def protected_columns(self) -> list[str]:
+        return [p.column for p in self.protected]
+
+    @property
+    def references(self) -> dict[str, str | None]:
+        return {p.column: p.reference for p in self.protected}
+
+    def all_columns(self) -> list[str]:
+        """Every column a role names, each once, in a stable order."""
+        named: Iterable[str | None] = (
+            self.label,
+            self.prediction,
+            self.score,
+            *self.protected_columns,
+            *self.features,
+            self.alternative_outcome,
+        )
+        return list(dict.fromkeys(c for c in named if c))
+
+
+@dataclass
+class LoadedTable:
+    table: pa.Table
+    source_format: str
+    columns: list[dict[str, str]] = field(default_factory=list)
+
+
+def read_table(stream: IO[bytes], *, filename: str = "") -> LoadedTable:
+    """Read a CSV or Parquet upload into an Arrow table, refusing what cannot be read faithfully."""
+    head = stream.read(4)
+    stream.seek(0)
+    if head == PARQUET_MAGIC or filename.lower().endswith(".parquet"):
+        table = _read_parquet(stream)
+        source_format = "parquet"
+    else:
+        table = _read_csv(stream)
+        source_format = "csv"
+    if table.num_rows == 0:
+        raise TableError("the file has a header but no rows")
+    columns = [{"name": f.name, "dtype": str(f.type)} for f in table.schema]
+    return LoadedTable(table=table, source_format=source_format, columns=columns)
+
+
+def _read_parquet(stream: IO[bytes]) -> pa.Table:
+    try:
+        table = pq.read_table(stream)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise TableError(f"the file is not a readable Parquet file: {exc}") from None
+    names = table.column_names
+    _refuse_duplicate_names(names)
+    return table
+
+
+def _read_csv(stream: IO[bytes]) -> pa.Table:
+    raw = stream.read()
+    if not raw.strip():
+        raise TableError("the file is empty")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TableError(
+            f"the file is not UTF-8 text (byte {exc.start} cannot be decoded); save it as UTF-8 CSV or upload Parquet"
+        ) from None
+    header = next(csv.reader(io.StringIO(text)), [])
+    if not header or all(not h.strip() for h in header):
+        raise TableError("the first line of the CSV must be a header with the column names")
+    _refuse_duplicate_names(header)
+    blank = [i + 1 for i, h in enumerate(header) if not h.strip()]
+    if blank:
+        raise TableError(f"header column {blank[0]} has no name; every column needs a name")
+    try:
+        frame = pd.read_csv(io.StringIO(text), low_memory=False)
+    except pd.errors.ParserError as exc:
+        raise TableError(f"the CSV could not be parsed: {exc}") from None
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise TableError(f"a column mixes types and cannot be stored faithfully: {exc}") from None
+
+
+def _refuse_duplicate_names(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise TableError(f"column {name!r} appears twice in the header; column names must be unique", column=name)
+        seen.add(name)
+
+
+def validate_roles(table: pa.Table, roles: ColumnRoles) -> None:
+    """Check that the roles fit the table: columns exist, labels are binary, scores are numbers."""
+    available = table.column_names
+    for column in roles.all_columns():
+        if column not in available:
+            shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
+            raise TableError(
+                f"column {column!r} named in column_roles is not in the file (columns: {shown})", column=column
+            )
+    for role in ("label", "prediction"):
+        column = getattr(roles, role)
+        values = binary_values(table.column(column).to_pandas(), column=column, role=role)
+        if role == "label" and len(np.unique(values)) < 2:
+            only = int(values[0])
+            raise TableError(
+                f"label column {column!r} has only one class ({only}); rates such as TPR and FPR need both outcomes",
+                column=column,
+            )
+    if roles.score:
+        score = table.column(roles.score).to_pandas()
+        if not pd.api.types.is_numeric_dtype(score) or pd.api.types.is_bool_dtype(score):
+            raise TableError(f"score column {roles.score!r} must be numeric, found {score.dtype}", column=roles.score)
+        finite = np.isfinite(score.to_numpy(dtype=float, na_value=np.nan))
+        if not finite.all():
+            row = int(np.argmin(finite)) + 1
+            raise TableError(
+                f"score column {roles.score!r} has a missing or infinite value at data row {row}", column=roles.score
+            )
+    for attribute in roles.protected:
+        groups = group_labels(table.column(attribute.column).to_pandas())
+        present = set(groups.unique())
+        if attribute.reference is not None and attribute.reference not in present:
+            listed = ", ".join(sorted(present)[:20])
+            raise TableError(
+                f"reference group {attribute.reference!r} of protected attribute {attribute.column!r} "
+                f"does not occur in the data (groups: {listed})",
+                column=attribute.column,
+            )
+        if len(present) < 2:
+            raise TableError(
+                f"protected attribute {attribute.column!r} has a single group ({next(iter(present))!r}); "
+                "a comparison needs at least two",
+                column=attribute.column,
+            )
+    if roles.alternative_outcome:
+        alt = table.column(roles.alternative_outcome).to_pandas()
+        if not pd.api.types.is_numeric_dtype(alt):
+            raise TableError(
+                f"alternative outcome column {roles.alternative_outcome!r} must be numeric, found {alt.dtype}",
+                column=roles.alternative_outcome,
+            )
+
+
+def binary_values(series: pd.Series, *, column: str, role: str) -> np.ndarray:
+    """The column as an int8 array of 0/1, or a TableError naming the first bad value."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=np.int8)
+    if series.isna().any():
+        row = int(np.argmax(series.isna().to_numpy())) + 1
+        raise TableError(
+            f"{role} column {column!r} is missing a value at data row {row}; every row needs 0 or 1", column=column
+        )
+    if not pd.api.types.is_numeric_dtype(series):
+        bad = [v for v in series.unique()[:5]]
+        raise TableError(f"{role} column {column!r} must hold 0 and 1, found values such as {bad!r}", column=column)
+    as_float = series.to_numpy(dtype=float)
+    bad_mask = (as_float != 0.0) & (as_float != 1.0)
+    if bad_mask.any():
+        bad_values = sorted({_plain(v) for v in as_float[bad_mask][:1000]})[:5]
+        raise TableError(f"{role} column {column!r} must hold only 0 and 1, found {bad_values}", column=column)
+    return as_float.astype(np.int8)
+
+
+def group_labels(series: pd.Series) -> pd.Series:
+    """Group names as strings; a missing value is its own group rather than being dropped."""
+    labels = series.astype("string").fillna(MISSING_GROUP)
+    # Integer-valued floats (a CSV column with gaps reads as float) keep their integer spelling.
+    if pd.api.types.is_float_dtype(series):
+        labels = series.map(lambda v: MISSING_GROUP if pd.isna(v) else _plain(v)).astype("string")
+    return labels
+
+
+def _plain(value: float) -> Any:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def iter_parquet_chunks(source: Any, *, columns: list[str], batch_size: int = 100_000) -> Iterable[pd.DataFrame]:
+    """Yield the named columns of a Parquet file chunk by chunk, never the whole table at once."""
+    parquet = pq.ParquetFile(source)
+    for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
+        yield batch.to_pandas()
+
+
+def read_parquet_sample(source: Any, *, columns: list[str], max_rows: int, seed: int = 0) -> tuple[pd.DataFrame, bool]:
+    """The named columns, or a seeded uniform sample of max_rows of them; True when sampled."""
+    frame = pq.read_table(source, columns=columns).to_pandas()
+    if len(frame) <= max_rows:
+        return frame, False
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(frame), size=max_rows, replace=False))
+    return frame.iloc[keep].reset_index(drop=True), True

@@ -1,0 +1,346 @@
+"""Audit runs: creation, dispatch, claim, execution and the sweep that makes sure none is lost."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audits.models import AuditRun, MetricResult
+from governance.models import WRITE_ROLES, Dataset, ModelVersion
+from governance.services import ServiceError, event_record, require_role
+
+logger = logging.getLogger(__name__)
+
+
+class AuditInputError(Exception):
+    """The run's data cannot be audited as asked; the message says why, for the user."""
+
+
+@transaction.atomic
+def audit_run_create(
+    *, model_version: ModelVersion, dataset: Dataset, reference_dataset: Dataset | None, actor: Any
+) -> AuditRun:
+    """Queue an audit of a model version on a dataset, optionally against a reference dataset.
+
+    1. Check that everything belongs to one organization and the actor may start audits.
+    2. Create the run in status queued and record the event.
+    3. Dispatch the task by run id once the transaction commits.
+    """
+    organization = model_version.ai_model.organization
+    require_role(actor, organization, WRITE_ROLES, doing="Starting an audit")
+    for role, item in (("dataset", dataset), ("reference_dataset", reference_dataset)):
+        if item is not None and item.organization_id != organization.pk:
+            raise ServiceError(f"the {role} belongs to another organization", field=role)
+    if reference_dataset is not None and reference_dataset.pk == dataset.pk:
+        raise ServiceError("the reference dataset must differ from the audited dataset", field="reference_dataset")
+    run = AuditRun.objects.create(
+        organization=organization,
+        model_version=model_version,
+        dataset=dataset,
+        reference_dataset=reference_dataset,
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    event_record(
+        organization=organization,
+        actor=actor,
+        action="audit_run.queued",
+        obj=run,
+        after={
+            "model_version": model_version.pk,
+            "dataset": dataset.pk,
+            "reference_dataset": reference_dataset.pk if reference_dataset else None,
+        },
+    )
+    transaction.on_commit(lambda: audit_run_dispatch(run_id=run.pk))
+    return run
+
+
+def audit_run_dispatch(*, run_id: int) -> None:
+    """Send the run to the workers; safe to repeat, because only one worker can claim it."""
+    from kombu.exceptions import OperationalError
+
+    from audits.tasks import run_audit
+
+    AuditRun.objects.filter(pk=run_id, status=AuditRun.Status.QUEUED).update(dispatched_at=timezone.now())
+    try:
+        run_audit.delay(run_id)
+    except OperationalError:
+        # The run stays queued in the database; the sweeper sends it again once the broker is back.
+        logger.warning("audit run %s: broker unavailable, left for the sweeper", run_id)
+
+
+def audit_run_claim(*, run_id: int, worker: str) -> int | None:
+    """Take a queued run for this worker with a conditional UPDATE; the attempt number, or None if lost."""
+    now = timezone.now()
+    claimed = AuditRun.objects.filter(pk=run_id, status=AuditRun.Status.QUEUED).update(
+        status=AuditRun.Status.RUNNING,
+        started_at=now,
+        lease_expires_at=now + timedelta(seconds=settings.AUDIT_RUN_LEASE_SECONDS),
+        attempt=F("attempt") + 1,
+        worker=worker[:200],
+        progress="claimed",
+    )
+    if claimed != 1:
+        return None
+    return AuditRun.objects.values_list("attempt", flat=True).get(pk=run_id)
+
+
+def audit_run_renew_lease(*, run_id: int, attempt: int, progress: str) -> bool:
+    """Extend the lease of a run this worker holds; False if it no longer holds it."""
+    return (
+        AuditRun.objects.filter(pk=run_id, status=AuditRun.Status.RUNNING, attempt=attempt).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.AUDIT_RUN_LEASE_SECONDS),
+            progress=progress[:200],
+        )
+        == 1
+    )
+
+
+def audit_run_execute(*, run_id: int, worker: str) -> None:
+    """Claim a run and carry it out to succeeded or failed.
+
+    1. Claim it; if another worker has it, return.
+    2. Read the needed columns of its datasets and run the engines, renewing the lease between phases.
+    3. Store the results in one transaction, only if this attempt still holds the run.
+    4. A failure the user can act on is stored as a readable error; anything else as an internal error.
+    """
+    attempt = audit_run_claim(run_id=run_id, worker=worker)
+    if attempt is None:
+        logger.info("audit run %s: not claimed (taken or finished)", run_id)
+        return
+    run = AuditRun.objects.select_related("dataset", "reference_dataset", "model_version__ai_model").get(pk=run_id)
+    logger.info("audit run %s: claimed by %s, attempt %s", run_id, worker, attempt)
+
+    def progress(step: str) -> None:
+        if not audit_run_renew_lease(run_id=run_id, attempt=attempt, progress=step):
+            raise AuditInputError("the run was taken over by another worker after its lease lapsed")
+
+    try:
+        result, snapshot = _compute(run, progress)
+        report_html = snapshot.get_html_str(as_iframe=False) if snapshot is not None else None
+    except Exception as exc:
+        _finish_failed(run, attempt, _readable_error(exc))
+        if not isinstance(exc, AuditInputError):
+            logger.error("audit run %s failed with %s", run_id, type(exc).__name__)
+        return
+    _finish_succeeded(run, attempt, result, report_html)
+
+
+def _readable_error(exc: Exception) -> str:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from audits.engines.errors import TableError
+
+    if isinstance(exc, AuditInputError | TableError):
+        return str(exc)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return f"the audit took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s and was stopped"
+    if isinstance(exc, MemoryError):
+        return "the audit ran out of memory; lower AUDIT_DRIFT_MAX_ROWS or give the worker more memory"
+    return f"internal error ({type(exc).__name__}): {exc}"
+
+
+def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
+    from audits.engines.audit import audit_chunks, drift_columns
+    from audits.engines.tables import ColumnRoles, iter_parquet_chunks, read_parquet_sample
+
+    roles = ColumnRoles.from_dict(run.dataset.column_roles)
+    progress("reading data")
+    drift_current = drift_reference = None
+    sampled = False
+    if run.reference_dataset is not None:
+        reference_columns = {c["name"] for c in run.reference_dataset.columns}
+        columns = [c for c in drift_columns(roles, [c["name"] for c in run.dataset.columns]) if c in reference_columns]
+        if not columns:
+            raise AuditInputError("the reference dataset shares none of the audited dataset's feature columns")
+        with default_storage.open(run.dataset.file.name, "rb") as current_file:
+            drift_current, sampled_current = read_parquet_sample(
+                current_file, columns=columns, max_rows=settings.AUDIT_DRIFT_MAX_ROWS, seed=run.pk
+            )
+        with default_storage.open(run.reference_dataset.file.name, "rb") as reference_file:
+            drift_reference, sampled_reference = read_parquet_sample(
+                reference_file, columns=columns, max_rows=settings.AUDIT_DRIFT_MAX_ROWS, seed=run.pk
+            )
+        sampled = sampled_current or sampled_reference
+    with default_storage.open(run.dataset.file.name, "rb") as data_file:
+        return audit_chunks(
+            iter_parquet_chunks(data_file, columns=roles.all_columns()),
+            roles=roles,
+            drift_current=drift_current,
+            drift_reference=drift_reference,
+            drift_sampled=sampled,
+            on_progress=progress,
+        )
+
+
+def _finish_succeeded(run: AuditRun, attempt: int, result: dict[str, Any], report_html: str | None) -> None:
+    report_name = ""
+    if report_html is not None:
+        report_name = default_storage.save(
+            f"runs/{run.organization_id}/{run.pk}/attempt-{attempt}-drift-report.html",
+            ContentFile(report_html.encode("utf-8")),
+        )
+    with transaction.atomic():
+        locked = AuditRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != AuditRun.Status.RUNNING or locked.attempt != attempt:
+            logger.warning("audit run %s: attempt %s lost its claim; its results are discarded", run.pk, attempt)
+            if report_name:
+                default_storage.delete(report_name)
+            return
+        MetricResult.objects.bulk_create(metric_rows(locked, result))
+        locked.status = AuditRun.Status.SUCCEEDED
+        locked.finished_at = timezone.now()
+        locked.result = result
+        locked.progress = "finished"
+        locked.lease_expires_at = None
+        locked.drift_report_file = report_name
+        locked.save(
+            update_fields=["status", "finished_at", "result", "progress", "lease_expires_at", "drift_report_file"]
+        )
+        event_record(
+            organization=locked.organization,
+            actor=None,
+            action="audit_run.succeeded",
+            obj=locked,
+            after={"rows": result["rows"], "attempt": attempt},
+        )
+    logger.info("audit run %s: succeeded", run.pk)
+
+
+def _finish_failed(run: AuditRun, attempt: int, error: str) -> None:
+    with transaction.atomic():
+        changed = AuditRun.objects.filter(pk=run.pk, status=AuditRun.Status.RUNNING, attempt=attempt).update(
+            status=AuditRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error=error,
+            progress="failed",
+            lease_expires_at=None,
+        )
+        if changed:
+            event_record(
+                organization=run.organization,
+                actor=None,
+                action="audit_run.failed",
+                obj=run,
+                after={"error": error, "attempt": attempt},
+            )
+    logger.info("audit run %s: failed", run.pk)
+
+
+def metric_rows(run: AuditRun, result: dict[str, Any]) -> list[MetricResult]:
+    """The result document as one MetricResult row per number."""
+    from audits.engines.fairness import GROUP_RATES
+
+    rows: list[MetricResult] = []
+    fairness = result["fairness"]
+    group_sizes = {(g["attribute"], g["group"]): g["n"] for g in fairness["groups"]}
+    for group in fairness["groups"]:
+        for rate in GROUP_RATES:
+            rows.append(
+                MetricResult(
+                    run=run,
+                    category=MetricResult.Category.FAIRNESS,
+                    metric=rate,
+                    attribute=group["attribute"],
+                    group=group["group"],
+                    value=group[rate],
+                    n=group["n"],
+                    details={"is_reference": group["is_reference"]},
+                )
+            )
+    for disparity in fairness["disparities"]:
+        rows.append(
+            MetricResult(
+                run=run,
+                category=MetricResult.Category.FAIRNESS,
+                metric=disparity["metric"],
+                attribute=disparity["attribute"],
+                group=disparity["group"],
+                reference_group=disparity["reference"],
+                value=disparity["value"],
+                n=group_sizes[(disparity["attribute"], disparity["group"])],
+            )
+        )
+    drift = result.get("drift")
+    if drift:
+        for column in drift["columns"]:
+            rows.append(
+                MetricResult(
+                    run=run,
+                    category=MetricResult.Category.DRIFT,
+                    metric="drift_score",
+                    column=column["column"],
+                    value=column["score"],
+                    details={k: column[k] for k in ("stattest", "threshold", "drifted", "column_type")},
+                )
+            )
+        rows.append(
+            MetricResult(
+                run=run,
+                category=MetricResult.Category.DRIFT,
+                metric="share_drifted_columns",
+                value=drift["share_drifted"],
+                n=len(drift["columns"]),
+                details={"dataset_drift": drift["dataset_drift"], "threshold": drift["drift_share_threshold"]},
+            )
+        )
+    quality = result["quality"]
+    for column in quality["columns"]:
+        rows.append(
+            MetricResult(
+                run=run,
+                category=MetricResult.Category.QUALITY,
+                metric="missing_share",
+                column=column["column"],
+                value=column["missing_share"],
+                n=column["missing"],
+            )
+        )
+    rows.append(
+        MetricResult(
+            run=run,
+            category=MetricResult.Category.QUALITY,
+            metric="duplicate_share",
+            value=quality["duplicate_share"],
+            n=quality["duplicate_rows"],
+        )
+    )
+    return rows
+
+
+def audit_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Hand back runs whose lease lapsed and re-dispatch queued runs whose dispatch may be lost.
+
+    1. A running run past its lease goes back to queued (conditional UPDATE, so two sweeps agree).
+    2. A queued run not dispatched within AUDIT_RUN_REDISPATCH_AFTER_SECONDS is dispatched again.
+    """
+    now = now or timezone.now()
+    requeued = 0
+    for run_id in AuditRun.objects.filter(status=AuditRun.Status.RUNNING, lease_expires_at__lt=now).values_list(
+        "pk", flat=True
+    ):
+        if AuditRun.objects.filter(pk=run_id, status=AuditRun.Status.RUNNING, lease_expires_at__lt=now).update(
+            status=AuditRun.Status.QUEUED,
+            lease_expires_at=None,
+            progress="lease lapsed; queued again",
+            dispatched_at=None,
+        ):
+            requeued += 1
+            logger.warning("audit run %s: lease lapsed, queued again", run_id)
+    stale = now - timedelta(seconds=settings.AUDIT_RUN_REDISPATCH_AFTER_SECONDS)
+    redispatched = 0
+    lost = Q(dispatched_at__lt=stale) | Q(dispatched_at__isnull=True, created_at__lt=stale)
+    for run_id in AuditRun.objects.filter(lost, status=AuditRun.Status.QUEUED).values_list("pk", flat=True):
+        # Only the sweep that moves dispatched_at forward sends the task.
+        if AuditRun.objects.filter(lost, pk=run_id, status=AuditRun.Status.QUEUED).update(dispatched_at=now):
+            audit_run_dispatch(run_id=run_id)
+            redispatched += 1
+    return {"requeued": requeued, "redispatched": redispatched}

@@ -1,0 +1,319 @@
+"""REST API of the registry: one view per operation, reads through selectors, writes through services."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, serializers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from audits.engines.errors import TableError
+from governance import selectors, services
+from governance.models import AIModel, ApiToken, Dataset, ModelVersion, Organization
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Errors a user caused become 4xx responses that say what is wrong; see README 'Errors'."""
+    if isinstance(exc, TableError):
+        return Response({"detail": str(exc), "column": exc.column}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, services.ServiceError):
+        return Response({"detail": str(exc), "field": exc.field}, status=exc.status)
+    if isinstance(exc, DjangoPermissionDenied):
+        return Response({"detail": str(exc) or "permission denied"}, status=status.HTTP_403_FORBIDDEN)
+    return drf_exception_handler(exc, context)
+
+
+class TokenScopePermission(permissions.BasePermission):
+    """A read-scoped token may only read."""
+
+    message = "this token has read scope; use a token with write or ci scope to change anything"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        token = request.auth
+        if isinstance(token, ApiToken) and token.scope == ApiToken.Scope.READ:
+            return request.method in permissions.SAFE_METHODS
+        return True
+
+
+class GovernanceApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, TokenScopePermission]
+
+    @property
+    def token(self) -> ApiToken | None:
+        return self.request.auth if isinstance(self.request.auth, ApiToken) else None
+
+    def organization_or_404(self, slug: str) -> Organization:
+        return get_object_or_404(selectors.organizations_visible(self.request.user, token=self.token), slug=slug)
+
+    def paginate(self, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer]) -> Response:
+        from rest_framework.pagination import LimitOffsetPagination
+
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(queryset, self.request, view=self)
+        return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class OrganizationOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Organization
+        fields = ["id", "name", "slug", "created_at"]
+
+
+class OrganizationListCreateApi(GovernanceApi):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        slug = serializers.SlugField(max_length=80)
+
+    @extend_schema(responses=OrganizationOutput(many=True))
+    def get(self, request: Request) -> Response:
+        return self.paginate(selectors.organizations_visible(request.user, token=self.token), OrganizationOutput)
+
+    @extend_schema(request=InputSerializer, responses={201: OrganizationOutput})
+    def post(self, request: Request) -> Response:
+        if not request.user.is_staff or self.token is not None:
+            raise PermissionDenied("creating an organization needs a staff account signed in (not a token)")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        organization = services.organization_create(creator=request.user, **data.validated_data)
+        return Response(OrganizationOutput(organization).data, status=status.HTTP_201_CREATED)
+
+
+class AIModelOutput(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = AIModel
+        fields = [
+            "id",
+            "organization",
+            "name",
+            "slug",
+            "owner",
+            "intended_use",
+            "intended_users",
+            "target_population",
+            "decision_role",
+            "clinical_risk_level",
+            "out_of_scope_uses",
+            "status",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class AIModelListCreateApi(GovernanceApi):
+    class InputSerializer(serializers.Serializer):
+        organization = serializers.SlugField()
+        name = serializers.CharField(max_length=200)
+        slug = serializers.SlugField(max_length=80)
+        intended_use = serializers.CharField()
+        intended_users = serializers.CharField(required=False, allow_blank=True, default="")
+        target_population = serializers.CharField(required=False, allow_blank=True, default="")
+        decision_role = serializers.ChoiceField(AIModel.DecisionRole.choices, default=AIModel.DecisionRole.INFORMS)
+        clinical_risk_level = serializers.ChoiceField(AIModel.RiskLevel.choices, default=AIModel.RiskLevel.MODERATE)
+        out_of_scope_uses = serializers.CharField(required=False, allow_blank=True, default="")
+        status = serializers.ChoiceField(AIModel.Status.choices, default=AIModel.Status.IN_DEVELOPMENT)
+
+    @extend_schema(responses=AIModelOutput(many=True))
+    def get(self, request: Request) -> Response:
+        models = selectors.ai_models_visible(request.user, token=self.token)
+        if "organization" in request.query_params:
+            models = models.filter(organization__slug=request.query_params["organization"])
+        return self.paginate(models, AIModelOutput)
+
+    @extend_schema(request=InputSerializer, responses={201: AIModelOutput})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        organization = self.organization_or_404(fields.pop("organization"))
+        ai_model = services.ai_model_create(organization=organization, actor=request.user, **fields)
+        return Response(AIModelOutput(ai_model).data, status=status.HTTP_201_CREATED)
+
+
+class AIModelDetailApi(GovernanceApi):
+    @extend_schema(responses=AIModelOutput)
+    def get(self, request: Request, model_id: int) -> Response:
+        ai_model = get_object_or_404(selectors.ai_models_visible(request.user, token=self.token), pk=model_id)
+        return Response(AIModelOutput(ai_model).data)
+
+
+class ModelVersionOutput(serializers.ModelSerializer):
+    ai_model = serializers.PrimaryKeyRelatedField(read_only=True)
+    stage_changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "ai_model",
+            "version",
+            "artifact_uri",
+            "artifact_sha256",
+            "stage",
+            "stage_changed_at",
+            "stage_changed_by",
+            "notes",
+            "created_at",
+        ]
+
+
+class ModelVersionListCreateApi(GovernanceApi):
+    class InputSerializer(serializers.Serializer):
+        version = serializers.CharField(max_length=100)
+        artifact_uri = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+        artifact_sha256 = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        notes = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def ai_model(self, model_id: int) -> AIModel:
+        return get_object_or_404(selectors.ai_models_visible(self.request.user, token=self.token), pk=model_id)
+
+    @extend_schema(responses=ModelVersionOutput(many=True))
+    def get(self, request: Request, model_id: int) -> Response:
+        return self.paginate(self.ai_model(model_id).versions.all(), ModelVersionOutput)
+
+    @extend_schema(request=InputSerializer, responses={201: ModelVersionOutput})
+    def post(self, request: Request, model_id: int) -> Response:
+        ai_model = self.ai_model(model_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.model_version_create(ai_model=ai_model, actor=request.user, **data.validated_data)
+        return Response(ModelVersionOutput(version).data, status=status.HTTP_201_CREATED)
+
+
+class ModelVersionDetailApi(GovernanceApi):
+    @extend_schema(responses=ModelVersionOutput)
+    def get(self, request: Request, version_id: int) -> Response:
+        version = get_object_or_404(selectors.model_versions_visible(request.user, token=self.token), pk=version_id)
+        return Response(ModelVersionOutput(version).data)
+
+
+class ModelVersionTransitionApi(GovernanceApi):
+    class InputSerializer(serializers.Serializer):
+        stage = serializers.ChoiceField(ModelVersion.Stage.choices)
+
+    @extend_schema(request=InputSerializer, responses=ModelVersionOutput)
+    def post(self, request: Request, version_id: int) -> Response:
+        version = get_object_or_404(selectors.model_versions_visible(request.user, token=self.token), pk=version_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.model_version_transition(
+            model_version=version, to_stage=data.validated_data["stage"], actor=request.user
+        )
+        return Response(ModelVersionOutput(version).data)
+
+
+class DatasetOutput(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    uploaded_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id",
+            "organization",
+            "ai_model",
+            "name",
+            "kind",
+            "description",
+            "period_start",
+            "period_end",
+            "original_filename",
+            "original_format",
+            "original_sha256",
+            "sha256",
+            "size_bytes",
+            "row_count",
+            "columns",
+            "column_roles",
+            "uploaded_by",
+            "created_at",
+        ]
+
+
+class JSONObjectField(serializers.Field):
+    """A JSON object sent as a JSON value or, in a multipart form, as a JSON string."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except json.JSONDecodeError as exc:
+                raise serializers.ValidationError(f"not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class DatasetListCreateApi(GovernanceApi):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        organization = serializers.SlugField()
+        name = serializers.CharField(max_length=200)
+        file = serializers.FileField()
+        column_roles = JSONObjectField(
+            help_text='{"label": "y", "prediction": "y_hat", "score": "p", '
+            '"protected": [{"column": "race", "reference": "White"}], "features": [...], '
+            '"alternative_outcome": null}'
+        )
+        kind = serializers.ChoiceField(Dataset.Kind.choices, default=Dataset.Kind.EVALUATION)
+        ai_model = serializers.IntegerField(required=False, allow_null=True)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        period_start = serializers.DateField(required=False, allow_null=True)
+        period_end = serializers.DateField(required=False, allow_null=True)
+
+    @extend_schema(responses=DatasetOutput(many=True))
+    def get(self, request: Request) -> Response:
+        datasets = selectors.datasets_visible(request.user, token=self.token)
+        if "organization" in request.query_params:
+            datasets = datasets.filter(organization__slug=request.query_params["organization"])
+        return self.paginate(datasets, DatasetOutput)
+
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: DatasetOutput})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        organization = self.organization_or_404(fields.pop("organization"))
+        ai_model = None
+        if fields.get("ai_model"):
+            ai_model = get_object_or_404(
+                selectors.ai_models_visible(request.user, token=self.token), pk=fields["ai_model"]
+            )
+        upload = fields.pop("file")
+        dataset = services.dataset_upload(
+            organization=organization,
+            name=fields["name"],
+            file=upload,
+            filename=upload.name or "upload",
+            column_roles=fields["column_roles"],
+            actor=request.user,
+            kind=fields["kind"],
+            ai_model=ai_model,
+            description=fields["description"],
+            period_start=fields.get("period_start"),
+            period_end=fields.get("period_end"),
+        )
+        return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(GovernanceApi):
+    @extend_schema(responses=DatasetOutput)
+    def get(self, request: Request, dataset_id: int) -> Response:
+        dataset = get_object_or_404(selectors.datasets_visible(request.user, token=self.token), pk=dataset_id)
+        return Response(DatasetOutput(dataset).data)

@@ -1,0 +1,86 @@
+"""`make run`: migrate, start a worker and beat, load the demo, wait for its audit, serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from audits.models import AuditRun
+from governance.demo import demo_admin, demo_token, load_demo
+from reports.models import Report
+from reports.services import report_generate_for_run
+
+
+class Command(BaseCommand):
+    help = "Run the service with its demo: worker, beat and web server in one command."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--addr", default=os.environ.get("DEMO_ADDR", "127.0.0.1:8000"))
+        parser.add_argument("--no-serve", action="store_true", help="stop after the demo audit (for scripts)")
+        parser.add_argument("--timeout", type=int, default=900, help="seconds to wait for the demo audit")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("Database migrated.")
+        celery = [sys.executable, "-m", "celery", "-A", "governance"]
+        children = [
+            # One worker process: with the embedded SQLite default, one writer at a time is what the file allows.
+            subprocess.Popen([*celery, "worker", "--loglevel=INFO", "--concurrency=1", "-n", "demo-worker@%h"]),
+            subprocess.Popen([*celery, "beat", "--loglevel=INFO"]),
+        ]
+        try:
+            self._demo(options)
+            if not options["no_serve"]:
+                call_command("runserver", options["addr"], use_reloader=False)
+        finally:
+            for child in children:
+                child.send_signal(signal.SIGTERM)
+            for child in children:
+                try:
+                    child.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+    def _demo(self, options: dict[str, Any]) -> None:
+        user, password = demo_admin()
+        self.stdout.write("Loading the demo (training the model on the reference period)...")
+        demo = load_demo(actor=user)
+        token = demo_token(organization=demo.organization, user=user)
+        run = demo.run
+        self.stdout.write(f"Audit run {run.pk} queued; a Celery worker is running it...")
+        deadline = time.monotonic() + options["timeout"]
+        while True:
+            run.refresh_from_db()
+            if run.is_finished:
+                break
+            if time.monotonic() > deadline:
+                raise CommandError(f"the demo audit did not finish within {options['timeout']} s (status {run.status})")
+            time.sleep(1)
+        if run.status != AuditRun.Status.SUCCEEDED:
+            raise CommandError(f"the demo audit failed: {run.error}")
+        report = Report.objects.filter(audit_run=run).order_by("-version").first() or report_generate_for_run(
+            run=run, actor=user
+        )
+        base = f"http://{options['addr']}"
+        database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+        self.stdout.write(
+            self.style.SUCCESS(f"""
+The demo is ready ({database} database, broker {settings.CELERY_BROKER_URL.split("://")[0]}).
+
+  Admin:        {base}/admin/
+  Login:        {user.get_username()} / {password}
+  Audit run:    {base}/admin/audits/auditrun/{run.pk}/change/
+  Demo report:  {base}/reports/{report.pk}/   (sha256 {report.sha256})
+  API docs:     {base}/api/docs/
+  API token:    {token}
+  Try:          curl -H "Authorization: Bearer {token}" {base}/api/v1/audits/{run.pk}/
+""")
+        )

@@ -1,0 +1,229 @@
+"""The registry: organizations and their people, models, versions, datasets, tokens, events."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    AUDITOR = "auditor", "Auditor"
+    MODEL_OWNER = "model_owner", "Model owner"
+    APPROVER = "approver", "Approver"
+    ADMIN = "admin", "Admin"
+
+
+# Roles that may register models, upload data and start audits.
+WRITE_ROLES = frozenset({Role.AUDITOR, Role.MODEL_OWNER, Role.APPROVER, Role.ADMIN})
+# Roles that may move a version into approved, deployed or retired.
+APPROVE_ROLES = frozenset({Role.APPROVER, Role.ADMIN})
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="one_membership_per_org")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} as {self.role}"
+
+
+class AIModel(models.Model):
+    class DecisionRole(models.TextChoices):
+        INFORMS = "informs", "Informs"
+        AUGMENTS = "augments", "Augments"
+        REPLACES = "replaces", "Replaces"
+
+    class RiskLevel(models.TextChoices):
+        LOW = "low", "Low"
+        MODERATE = "moderate", "Moderate"
+        HIGH = "high", "High"
+
+    class Status(models.TextChoices):
+        IN_DEVELOPMENT = "in_development", "In development"
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="ai_models")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_models"
+    )
+    intended_use = models.TextField()
+    intended_users = models.TextField(blank=True)
+    target_population = models.TextField(blank=True)
+    decision_role = models.CharField(max_length=20, choices=DecisionRole.choices, default=DecisionRole.INFORMS)
+    clinical_risk_level = models.CharField(max_length=20, choices=RiskLevel.choices, default=RiskLevel.MODERATE)
+    out_of_scope_uses = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.IN_DEVELOPMENT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "AI model"
+        ordering = ["organization", "name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "slug"], name="model_slug_unique_in_org")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    class Stage(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        VALIDATION = "validation", "Validation"
+        APPROVED = "approved", "Approved"
+        DEPLOYED = "deployed", "Deployed"
+        RETIRED = "retired", "Retired"
+
+    # The lifecycle: a version moves forward, may be sent back from validation to
+    # draft, and may be retired from any stage but retired.
+    TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
+        Stage.DRAFT: frozenset({Stage.VALIDATION, Stage.RETIRED}),
+        Stage.VALIDATION: frozenset({Stage.DRAFT, Stage.APPROVED, Stage.RETIRED}),
+        Stage.APPROVED: frozenset({Stage.DEPLOYED, Stage.RETIRED}),
+        Stage.DEPLOYED: frozenset({Stage.RETIRED}),
+        Stage.RETIRED: frozenset(),
+    }
+    # Entering these stages needs the approver role.
+    GATED_STAGES: ClassVar[frozenset[str]] = frozenset({Stage.APPROVED, Stage.DEPLOYED, Stage.RETIRED})
+
+    ai_model = models.ForeignKey(AIModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=100)
+    artifact_uri = models.CharField(max_length=500, blank=True)
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
+    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.DRAFT)
+    stage_changed_at = models.DateTimeField(null=True, blank=True)
+    stage_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ai_model", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["ai_model", "version"], name="version_unique_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.ai_model.name} {self.version}"
+
+    @property
+    def organization(self) -> Organization:
+        return self.ai_model.organization
+
+
+class Dataset(models.Model):
+    """An uploaded table, stored once as Parquet and frozen: nothing about it changes after upload."""
+
+    class Kind(models.TextChoices):
+        REFERENCE = "reference", "Reference (training / development)"
+        EVALUATION = "evaluation", "Evaluation (held-out or external)"
+        PRODUCTION = "production", "Production (current period)"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="datasets")
+    ai_model = models.ForeignKey(AIModel, null=True, blank=True, on_delete=models.PROTECT, related_name="datasets")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.EVALUATION)
+    description = models.TextField(blank=True, help_text="Provenance: where the data comes from, how it was drawn.")
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    file = models.FileField(max_length=300, editable=False)
+    original_filename = models.CharField(max_length=255, editable=False)
+    original_format = models.CharField(max_length=10, editable=False)
+    original_sha256 = models.CharField(max_length=64, editable=False)
+    sha256 = models.CharField(max_length=64, editable=False, help_text="sha256 of the stored Parquet file")
+    size_bytes = models.BigIntegerField(editable=False)
+    row_count = models.BigIntegerField(editable=False)
+    columns = models.JSONField(editable=False, help_text="[{name, dtype}] in file order")
+    column_roles = models.JSONField(editable=False)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.row_count} rows)"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Frozen: a dataset is written once, by dataset_upload. Refusing later saves keeps
+        # an admin form or a stray script from altering what audits and reports cite.
+        if self.pk is not None and not self._state.adding:
+            raise ValueError(f"Dataset {self.pk} is frozen; upload a new dataset instead of editing it")
+        super().save(*args, **kwargs)
+
+
+class ApiToken(models.Model):
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        WRITE = "write", "Write"
+        CI = "ci", "CI"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_tokens")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    # The first characters of the token, shown in lists so a token can be recognised.
+    prefix = models.CharField(max_length=16, db_index=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.READ)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class GovernanceEvent(models.Model):
+    """One governance action: who did what to which object, with the state before and after."""
+
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=60)
+    object_type = models.CharField(max_length=60)
+    object_id = models.CharField(max_length=60)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type}:{self.object_id}"

@@ -1,0 +1,40 @@
+from django.contrib import admin
+from django.shortcuts import redirect
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from audits import apis as audit_apis
+from governance import apis
+from reports import apis as report_apis
+
+api_v1 = [
+    path("organizations/", apis.OrganizationListCreateApi.as_view(), name="organization-list"),
+    path("models/", apis.AIModelListCreateApi.as_view(), name="model-list"),
+    path("models/<int:model_id>/", apis.AIModelDetailApi.as_view(), name="model-detail"),
+    path("models/<int:model_id>/versions/", apis.ModelVersionListCreateApi.as_view(), name="model-version-list"),
+    path("versions/<int:version_id>/", apis.ModelVersionDetailApi.as_view(), name="model-version-detail"),
+    path(
+        "versions/<int:version_id>/transition/",
+        apis.ModelVersionTransitionApi.as_view(),
+        name="model-version-transition",
+    ),
+    path("datasets/", apis.DatasetListCreateApi.as_view(), name="dataset-list"),
+    path("datasets/<int:dataset_id>/", apis.DatasetDetailApi.as_view(), name="dataset-detail"),
+    path("audits/", audit_apis.AuditRunListCreateApi.as_view(), name="audit-list"),
+    path("audits/<int:run_id>/", audit_apis.AuditRunDetailApi.as_view(), name="audit-detail"),
+    path("audits/<int:run_id>/metrics/", audit_apis.AuditRunMetricsApi.as_view(), name="audit-metrics"),
+    path("audits/<int:run_id>/drift-report/", audit_apis.AuditRunDriftReportApi.as_view(), name="audit-drift-report"),
+    path("audits/<int:run_id>/reports/", report_apis.ReportCreateApi.as_view(), name="audit-report-create"),
+    path("reports/<int:report_id>/", report_apis.ReportDetailApi.as_view(), name="report-detail"),
+    path("reports/<int:report_id>/verify/", report_apis.ReportVerifyApi.as_view(), name="report-verify"),
+]
+
+urlpatterns = [
+    path("", lambda request: redirect("admin:index")),
+    path("admin/", admin.site.urls),
+    path("reports/<int:report_id>/", report_apis.report_html, name="report-html"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("api/v1/", include(api_v1)),
+]

@@ -1,0 +1,67 @@
+"""REST API and pages of reports."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from audits.selectors import audit_runs_visible
+from governance.apis import GovernanceApi
+from reports.models import Report
+from reports.selectors import reports_visible
+from reports.services import report_content_sha256, report_generate_for_run
+
+
+class ReportOutput(serializers.ModelSerializer):
+    html_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Report
+        fields = ["id", "audit_run", "version", "title", "sha256", "created_at", "html_url", "data"]
+
+    def get_html_url(self, report: Report) -> str:
+        return f"/reports/{report.pk}/"
+
+
+class ReportCreateApi(GovernanceApi):
+    @extend_schema(request=None, responses={201: ReportOutput})
+    def post(self, request: Request, run_id: int) -> Response:
+        run = get_object_or_404(audit_runs_visible(request.user, token=self.token), pk=run_id)
+        report = report_generate_for_run(run=run, actor=request.user)
+        return Response(ReportOutput(report).data, status=status.HTTP_201_CREATED)
+
+
+class ReportDetailApi(GovernanceApi):
+    @extend_schema(responses=ReportOutput)
+    def get(self, request: Request, report_id: int) -> Response:
+        report = get_object_or_404(reports_visible(request.user, token=self.token), pk=report_id)
+        return Response(ReportOutput(report).data)
+
+
+class ReportVerifyApi(GovernanceApi):
+    class VerifyOutput(serializers.Serializer):
+        stored_sha256 = serializers.CharField()
+        computed_sha256 = serializers.CharField()
+        intact = serializers.BooleanField()
+
+    @extend_schema(responses=VerifyOutput)
+    def get(self, request: Request, report_id: int) -> Response:
+        report = get_object_or_404(reports_visible(request.user, token=self.token), pk=report_id)
+        computed = report_content_sha256(report.html, report.data)
+        return Response(
+            {"stored_sha256": report.sha256, "computed_sha256": computed, "intact": computed == report.sha256}
+        )
+
+
+@login_required
+def report_html(request: HttpRequest, report_id: int) -> HttpResponse:
+    """The frozen HTML of a report, exactly as stored."""
+    report = get_object_or_404(reports_visible(request.user), pk=report_id)
+    response = HttpResponse(report.html, content_type="text/html; charset=utf-8")
+    response["X-Report-SHA256"] = report.sha256
+    return response

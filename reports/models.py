@@ -1,0 +1,38 @@
+"""Reports: frozen snapshots of finished audit runs, identified by the sha256 of their content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from audits.models import AuditRun
+from governance.models import Organization
+
+
+class Report(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="reports")
+    audit_run = models.ForeignKey(AuditRun, on_delete=models.PROTECT, related_name="reports")
+    version = models.PositiveIntegerField(default=1)
+    title = models.CharField(max_length=300)
+    html = models.TextField(editable=False)
+    data = models.JSONField(editable=False)
+    sha256 = models.CharField(max_length=64, editable=False, help_text="sha256 of the HTML and canonical JSON")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["audit_run", "version"], name="report_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.title} v{self.version}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Immutable: regenerating makes a new version; the stored content is what a sign-off binds to.
+        if self.pk is not None and not self._state.adding:
+            raise ValueError(f"Report {self.pk} is frozen; generate a new version instead of editing it")
+        super().save(*args, **kwargs)

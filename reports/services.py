@@ -1,0 +1,154 @@
+"""Generating reports from finished audit runs."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from audits.models import AuditRun
+from governance.models import WRITE_ROLES
+from governance.services import ServiceError, event_record, require_role
+from reports.models import Report
+
+
+def report_content_sha256(html: str, data: dict[str, Any]) -> str:
+    """The hash a report is identified by: its HTML, then its data as canonical JSON."""
+    digest = hashlib.sha256(html.encode("utf-8"))
+    digest.update(b"\n")
+    digest.update(json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def report_data_for_run(run: AuditRun) -> dict[str, Any]:
+    """Everything the report cites, copied from the registry and the run, so it never changes later."""
+    version = run.model_version
+    ai_model = version.ai_model
+
+    def dataset_facts(dataset: Any) -> dict[str, Any] | None:
+        if dataset is None:
+            return None
+        return {
+            "id": dataset.pk,
+            "name": dataset.name,
+            "kind": dataset.kind,
+            "description": dataset.description,
+            "period_start": dataset.period_start.isoformat() if dataset.period_start else None,
+            "period_end": dataset.period_end.isoformat() if dataset.period_end else None,
+            "rows": dataset.row_count,
+            "sha256": dataset.sha256,
+            "original_filename": dataset.original_filename,
+        }
+
+    return {
+        "report_schema_version": 1,
+        "generated_at": timezone.now().isoformat(),
+        "organization": {"name": run.organization.name, "slug": run.organization.slug},
+        "model": {
+            "name": ai_model.name,
+            "slug": ai_model.slug,
+            "intended_use": ai_model.intended_use,
+            "intended_users": ai_model.intended_users,
+            "target_population": ai_model.target_population,
+            "decision_role": ai_model.decision_role,
+            "clinical_risk_level": ai_model.clinical_risk_level,
+            "out_of_scope_uses": ai_model.out_of_scope_uses,
+        },
+        "model_version": {
+            "version": version.version,
+            "stage": version.stage,
+            "artifact_uri": version.artifact_uri,
+            "artifact_sha256": version.artifact_sha256,
+        },
+        "audit_run": {
+            "id": run.pk,
+            "status": run.status,
+            "started_at": run.started_at.isoformat() if run.started_at else None,
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        },
+        "dataset": dataset_facts(run.dataset),
+        "reference_dataset": dataset_facts(run.reference_dataset),
+        "result": run.result,
+    }
+
+
+def suppress_small_cells(data: dict[str, Any], *, threshold: int) -> dict[str, Any]:
+    """Hide groups of 1..threshold people, and every figure derived from them, in published data."""
+    result = copy.deepcopy(data.get("result") or {})
+    fairness = result.get("fairness") or {"groups": [], "disparities": []}
+    small = set()
+    for group in fairness["groups"]:
+        if 1 <= group["n"] <= threshold:
+            small.add((group["attribute"], group["group"]))
+            for key in list(group):
+                if key not in {"attribute", "group", "is_reference"}:
+                    group[key] = None
+            group["suppressed"] = True
+        else:
+            group["suppressed"] = False
+    for disparity in fairness["disparities"]:
+        hidden = (disparity["attribute"], disparity["group"]) in small or (
+            disparity["attribute"],
+            disparity["reference"],
+        ) in small
+        disparity["suppressed"] = hidden
+        if hidden:
+            disparity["value"] = None
+    return {**data, "result": result, "suppression": {"threshold": threshold, "suppressed_groups": len(small)}}
+
+
+def report_context(title: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The template's view of the data: disparities pivoted to one row per group."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for disparity in (data.get("result") or {}).get("fairness", {}).get("disparities", []):
+        key = (disparity["attribute"], disparity["group"])
+        row = rows.setdefault(
+            key,
+            {
+                "attribute": key[0],
+                "group": key[1],
+                "reference": disparity["reference"],
+                "suppressed": disparity.get("suppressed", False),
+                "values": {},
+            },
+        )
+        row["values"][disparity["metric"]] = disparity["value"]
+    versions = sorted(((data.get("result") or {}).get("engine_versions") or {}).items())
+    return {"title": title, "data": data, "disparity_rows": list(rows.values()), "engine_versions": versions}
+
+
+@transaction.atomic
+def report_generate_for_run(*, run: AuditRun, actor: Any) -> Report:
+    """Freeze a report of a finished run as a new version, with the sha256 of its content."""
+    require_role(actor, run.organization, WRITE_ROLES, doing="Generating a report")
+    if run.status != AuditRun.Status.SUCCEEDED:
+        raise ServiceError(f"audit run {run.pk} is {run.status}; only a succeeded run can be reported", status=409)
+    data = suppress_small_cells(report_data_for_run(run), threshold=settings.REPORT_SMALL_CELL_THRESHOLD)
+    title = f"Audit of {data['model']['name']} {data['model_version']['version']} (run {run.pk})"
+    html = render_to_string("reports/audit_report.html", report_context(title, data))
+    latest = Report.objects.filter(audit_run=run).aggregate(v=Max("version"))["v"] or 0
+    report = Report.objects.create(
+        organization=run.organization,
+        audit_run=run,
+        version=latest + 1,
+        title=title,
+        html=html,
+        data=data,
+        sha256=report_content_sha256(html, data),
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    event_record(
+        organization=run.organization,
+        actor=actor,
+        action="report.generated",
+        obj=report,
+        after={"sha256": report.sha256, "version": report.version, "audit_run": run.pk},
+    )
+    return report
