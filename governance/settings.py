@@ -148,6 +148,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(VAR_DIR / "static")) or VAR_DIR / "static")
+# Whitenoise warns on every request if the folder is missing; collectstatic fills it in production.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")) or VAR_DIR / "media")
 MEDIA_URL = "media/"
 

@@ -1,0 +1,63 @@
+"""aif360 computed directly on a DataFrame: the independent reference for fairness metrics."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from audits.engines.tables import group_labels
+
+AIF360_DISPARITIES = {
+    "statistical_parity_difference": "statistical_parity_difference",
+    "disparate_impact": "disparate_impact",
+    "equal_opportunity_difference": "equal_opportunity_difference",
+    "average_odds_difference": "average_odds_difference",
+    "false_positive_rate_difference": "false_positive_rate_difference",
+}
+AIF360_RATES = {
+    "base_rate": "base_rate",
+    "selection_rate": "selection_rate",
+    "true_positive_rate": "true_positive_rate",
+    "false_positive_rate": "false_positive_rate",
+    "false_negative_rate": "false_negative_rate",
+    "positive_predictive_value": "positive_predictive_value",
+    "negative_predictive_value": "negative_predictive_value",
+    "accuracy": "accuracy",
+}
+
+
+def aif360_metric(frame: pd.DataFrame, *, label: str, prediction: str, attribute: str, group: str, reference: str):
+    """aif360's ClassificationMetric for one group (unprivileged) against the reference (privileged)."""
+    from aif360.datasets import BinaryLabelDataset
+    from aif360.metrics import ClassificationMetric
+
+    groups = group_labels(frame[attribute])
+    names = sorted(groups.unique())
+    codes = groups.map({name: float(i) for i, name in enumerate(names)}).astype(float)
+    truth = pd.DataFrame({"label": frame[label].astype(float).to_numpy(), "attr": codes.to_numpy()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = BinaryLabelDataset(
+            df=truth,
+            label_names=["label"],
+            protected_attribute_names=["attr"],
+            favorable_label=1.0,
+            unfavorable_label=0.0,
+        )
+        predicted = dataset.copy(deepcopy=True)
+        predicted.labels = frame[prediction].astype(float).to_numpy().reshape(-1, 1)
+        return ClassificationMetric(
+            dataset,
+            predicted,
+            unprivileged_groups=[{"attr": float(names.index(group))}],
+            privileged_groups=[{"attr": float(names.index(reference))}],
+        )
+
+
+def aif360_value(metric, name: str, **kwargs) -> float | None:
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        value = float(getattr(metric, name)(**kwargs))
+    return None if np.isnan(value) or np.isinf(value) else value

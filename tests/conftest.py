@@ -1,0 +1,106 @@
+"""Shared fixtures: an organization with an owner, a viewer teammate and an approver, and an outsider
+from another organization, so that every API test can check authorization."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pytest
+from rest_framework.test import APIClient
+
+from governance import services
+from governance.models import Organization, Role
+from tests.data import CLINICAL_ROLES, clinical_frame  # noqa: F401 (re-exported for tests)
+from tests.factories import AIModelFactory, MembershipFactory, ModelVersionFactory, OrganizationFactory, UserFactory
+
+
+@dataclass
+class Team:
+    organization: Organization
+    owner: Any
+    viewer: Any
+    approver: Any
+    outsider: Any
+    outsider_organization: Organization
+
+
+@pytest.fixture
+def team(db: None) -> Team:
+    organization = OrganizationFactory(slug="st-elsewhere", name="St Elsewhere")
+    other = OrganizationFactory(slug="county-general", name="County General")
+    owner = MembershipFactory(
+        organization=organization, role=Role.MODEL_OWNER, user=UserFactory(username="olivia")
+    ).user
+    viewer = MembershipFactory(organization=organization, role=Role.VIEWER, user=UserFactory(username="victor")).user
+    approver = MembershipFactory(organization=organization, role=Role.APPROVER, user=UserFactory(username="ada")).user
+    outsider = MembershipFactory(organization=other, role=Role.ADMIN, user=UserFactory(username="oscar")).user
+    return Team(organization, owner, viewer, approver, outsider, other)
+
+
+def client_for(user: Any, organization: Organization, scope: str = "write") -> APIClient:
+    """An API client authenticated with a fresh token of the given scope."""
+    _, plaintext = services.api_token_create(
+        organization=organization, user=user, name=f"{user.username}-{scope}", scope=scope, actor=user
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    return client
+
+
+@pytest.fixture
+def owner_client(team: Team) -> APIClient:
+    return client_for(team.owner, team.organization)
+
+
+@pytest.fixture
+def model_version(team: Team) -> Any:
+    return ModelVersionFactory(ai_model=AIModelFactory(organization=team.organization))
+
+
+def csv_upload(frame: pd.DataFrame, name: str = "cohort.csv") -> io.BytesIO:
+    buffer = io.BytesIO(frame.to_csv(index=False).encode("utf-8"))
+    buffer.name = name
+    return buffer
+
+
+@pytest.fixture
+def media_root(tmp_path: Any, settings: Any) -> Iterator[Any]:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    yield settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # The default hasher is deliberately slow; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def upload_frame(team: Team, frame: Any, *, name: str, roles: dict[str, Any] | None = None, kind: str = "evaluation"):
+    """Upload a DataFrame through the service, as the team's owner."""
+    return services.dataset_upload(
+        organization=team.organization,
+        name=name,
+        file=csv_upload(frame),
+        filename=f"{name}.csv",
+        column_roles=roles or CLINICAL_ROLES,
+        actor=team.owner,
+        kind=kind,
+    )
+
+
+@pytest.fixture
+def live_worker(transactional_db: None) -> Iterator[Any]:
+    """A real Celery worker, in a thread of this process, consuming from the configured broker (Redis in CI)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from governance.celery import app
+
+    app.control.purge()
+    with start_worker(
+        app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=60
+    ) as worker:
+        yield worker
