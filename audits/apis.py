@@ -56,7 +56,7 @@ class MetricResultOutput(serializers.ModelSerializer):
 
 
 class AuditRunListCreateApi(GovernanceApi):
-    class InputSerializer(serializers.Serializer):
+    class AuditRunCreateInput(serializers.Serializer):
         model_version = serializers.IntegerField()
         dataset = serializers.IntegerField()
         reference_dataset = serializers.IntegerField(required=False, allow_null=True)
@@ -68,9 +68,9 @@ class AuditRunListCreateApi(GovernanceApi):
             runs = runs.filter(model_version_id=request.query_params["model_version"])
         return self.paginate(runs, AuditRunSummaryOutput)
 
-    @extend_schema(request=InputSerializer, responses={201: AuditRunSummaryOutput})
+    @extend_schema(request=AuditRunCreateInput, responses={201: AuditRunSummaryOutput})
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.AuditRunCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         versions = selectors.model_versions_visible(request.user, token=self.token)
         datasets = selectors.datasets_visible(request.user, token=self.token)

@@ -8,7 +8,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -70,7 +71,7 @@ class OrganizationOutput(serializers.ModelSerializer):
 
 
 class OrganizationListCreateApi(GovernanceApi):
-    class InputSerializer(serializers.Serializer):
+    class OrganizationCreateInput(serializers.Serializer):
         name = serializers.CharField(max_length=200)
         slug = serializers.SlugField(max_length=80)
 
@@ -78,11 +79,11 @@ class OrganizationListCreateApi(GovernanceApi):
     def get(self, request: Request) -> Response:
         return self.paginate(selectors.organizations_visible(request.user, token=self.token), OrganizationOutput)
 
-    @extend_schema(request=InputSerializer, responses={201: OrganizationOutput})
+    @extend_schema(request=OrganizationCreateInput, responses={201: OrganizationOutput})
     def post(self, request: Request) -> Response:
         if not request.user.is_staff or self.token is not None:
             raise PermissionDenied("creating an organization needs a staff account signed in (not a token)")
-        data = self.InputSerializer(data=request.data)
+        data = self.OrganizationCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         organization = services.organization_create(creator=request.user, **data.validated_data)
         return Response(OrganizationOutput(organization).data, status=status.HTTP_201_CREATED)
@@ -113,7 +114,7 @@ class AIModelOutput(serializers.ModelSerializer):
 
 
 class AIModelListCreateApi(GovernanceApi):
-    class InputSerializer(serializers.Serializer):
+    class AIModelCreateInput(serializers.Serializer):
         organization = serializers.SlugField()
         name = serializers.CharField(max_length=200)
         slug = serializers.SlugField(max_length=80)
@@ -132,9 +133,9 @@ class AIModelListCreateApi(GovernanceApi):
             models = models.filter(organization__slug=request.query_params["organization"])
         return self.paginate(models, AIModelOutput)
 
-    @extend_schema(request=InputSerializer, responses={201: AIModelOutput})
+    @extend_schema(request=AIModelCreateInput, responses={201: AIModelOutput})
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.AIModelCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         organization = self.organization_or_404(fields.pop("organization"))
@@ -170,7 +171,7 @@ class ModelVersionOutput(serializers.ModelSerializer):
 
 
 class ModelVersionListCreateApi(GovernanceApi):
-    class InputSerializer(serializers.Serializer):
+    class ModelVersionCreateInput(serializers.Serializer):
         version = serializers.CharField(max_length=100)
         artifact_uri = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
         artifact_sha256 = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
@@ -183,10 +184,10 @@ class ModelVersionListCreateApi(GovernanceApi):
     def get(self, request: Request, model_id: int) -> Response:
         return self.paginate(self.ai_model(model_id).versions.all(), ModelVersionOutput)
 
-    @extend_schema(request=InputSerializer, responses={201: ModelVersionOutput})
+    @extend_schema(request=ModelVersionCreateInput, responses={201: ModelVersionOutput})
     def post(self, request: Request, model_id: int) -> Response:
         ai_model = self.ai_model(model_id)
-        data = self.InputSerializer(data=request.data)
+        data = self.ModelVersionCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         version = services.model_version_create(ai_model=ai_model, actor=request.user, **data.validated_data)
         return Response(ModelVersionOutput(version).data, status=status.HTTP_201_CREATED)
@@ -200,13 +201,13 @@ class ModelVersionDetailApi(GovernanceApi):
 
 
 class ModelVersionTransitionApi(GovernanceApi):
-    class InputSerializer(serializers.Serializer):
+    class ModelVersionTransitionInput(serializers.Serializer):
         stage = serializers.ChoiceField(ModelVersion.Stage.choices)
 
-    @extend_schema(request=InputSerializer, responses=ModelVersionOutput)
+    @extend_schema(request=ModelVersionTransitionInput, responses=ModelVersionOutput)
     def post(self, request: Request, version_id: int) -> Response:
         version = get_object_or_404(selectors.model_versions_visible(request.user, token=self.token), pk=version_id)
-        data = self.InputSerializer(data=request.data)
+        data = self.ModelVersionTransitionInput(data=request.data)
         data.is_valid(raise_exception=True)
         version = services.model_version_transition(
             model_version=version, to_stage=data.validated_data["stage"], actor=request.user
@@ -242,6 +243,8 @@ class DatasetOutput(serializers.ModelSerializer):
         ]
 
 
+# In a multipart upload the roles travel as a JSON string, so the schema says string.
+@extend_schema_field(OpenApiTypes.STR)
 class JSONObjectField(serializers.Field):
     """A JSON object sent as a JSON value or, in a multipart form, as a JSON string."""
 
@@ -262,7 +265,7 @@ class JSONObjectField(serializers.Field):
 class DatasetListCreateApi(GovernanceApi):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    class InputSerializer(serializers.Serializer):
+    class DatasetUploadInput(serializers.Serializer):
         organization = serializers.SlugField()
         name = serializers.CharField(max_length=200)
         file = serializers.FileField()
@@ -284,9 +287,9 @@ class DatasetListCreateApi(GovernanceApi):
             datasets = datasets.filter(organization__slug=request.query_params["organization"])
         return self.paginate(datasets, DatasetOutput)
 
-    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: DatasetOutput})
+    @extend_schema(request={"multipart/form-data": DatasetUploadInput}, responses={201: DatasetOutput})
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.DatasetUploadInput(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         organization = self.organization_or_404(fields.pop("organization"))

@@ -210,6 +210,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "AuditRunStatusEnum": "audits.models.AuditRun.Status",
+        "AIModelStatusEnum": "governance.models.AIModel.Status",
+    },
 }
 
 # Celery. With no broker configured, an embedded broker (kombu's filesystem transport

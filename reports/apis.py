@@ -44,12 +44,12 @@ class ReportDetailApi(GovernanceApi):
 
 
 class ReportVerifyApi(GovernanceApi):
-    class VerifyOutput(serializers.Serializer):
+    class ReportVerifyOutput(serializers.Serializer):
         stored_sha256 = serializers.CharField()
         computed_sha256 = serializers.CharField()
         intact = serializers.BooleanField()
 
-    @extend_schema(responses=VerifyOutput)
+    @extend_schema(responses=ReportVerifyOutput)
     def get(self, request: Request, report_id: int) -> Response:
         report = get_object_or_404(reports_visible(request.user, token=self.token), pk=report_id)
         computed = report_content_sha256(report.html, report.data)
