@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from audits.engines.errors import TableError
+from audits.engines.roles_text import parse_protected, split_names
 from governance import services
 from governance.models import AIModel, ApiToken, Dataset, GovernanceEvent, Membership, ModelVersion, Organization
 from governance.selectors import organizations_visible
@@ -175,6 +176,9 @@ class DatasetUploadForm(forms.Form):
         "largest group, e.g. race=Caucasian,gender"
     )
     features = forms.CharField(required=False, help_text="Feature columns, comma-separated")
+    categorical = forms.CharField(
+        required=False, help_text="Features whose numbers are codes rather than quantities, comma-separated"
+    )
     alternative_outcome = forms.CharField(required=False, help_text="Column with a direct measure of need")
 
     def column_roles(self) -> dict[str, Any]:
@@ -184,20 +188,10 @@ class DatasetUploadForm(forms.Form):
             "prediction": data["prediction"].strip(),
             "score": data["score"].strip() or None,
             "protected": parse_protected(data["protected"]),
-            "features": [f.strip() for f in data["features"].split(",") if f.strip()],
+            "features": split_names(data["features"]),
+            "categorical": split_names(data["categorical"]),
             "alternative_outcome": data["alternative_outcome"].strip() or None,
         }
-
-
-def parse_protected(text: str) -> list[dict[str, str | None]]:
-    """'race=White,sex' -> [{'column': 'race', 'reference': 'White'}, {'column': 'sex', 'reference': None}]."""
-    protected: list[dict[str, str | None]] = []
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        column, _, reference = item.partition("=")
-        protected.append({"column": column.strip(), "reference": reference.strip() or None})
-    return protected
 
 
 @admin.register(Dataset)

@@ -51,6 +51,8 @@ CATEGORICAL_FEATURES = [
     "diabetesMed",
     "age",
 ]
+# Numeric codes (admission type, discharge disposition, admission source), not quantities.
+CODED_FEATURES = ["admission_type_id", "discharge_disposition_id", "admission_source_id"]
 # The model flags this share of reference-period encounters as high risk.
 FLAGGED_SHARE = 0.2
 
@@ -130,6 +132,7 @@ def column_roles() -> dict[str, Any]:
             {"column": "age_band", "reference": None},
         ],
         "features": NUMERIC_FEATURES + CATEGORICAL_FEATURES,
+        "categorical": CODED_FEATURES,
         "alternative_outcome": "diagnoses_count",
     }
 

@@ -80,28 +80,46 @@ def report_data_for_run(run: AuditRun) -> dict[str, Any]:
 
 
 def suppress_small_cells(data: dict[str, Any], *, threshold: int) -> dict[str, Any]:
-    """Hide groups of 1..threshold people, and every figure derived from them, in published data."""
+    """Hide groups of 1..threshold people, and every figure derived from them, in published data.
+
+    1. Primary suppression: every group whose n is between 1 and threshold.
+    2. Complementary suppression: the attribute's total is published, so a lone suppressed
+       group could be worked back by subtraction; the next smallest group is hidden with it.
+    3. Every disparity of a hidden group, or against a hidden reference group, is hidden.
+    """
     result = copy.deepcopy(data.get("result") or {})
     fairness = result.get("fairness") or {"groups": [], "disparities": []}
-    small = set()
+    by_attribute: dict[str, list[dict[str, Any]]] = {}
     for group in fairness["groups"]:
-        if 1 <= group["n"] <= threshold:
-            small.add((group["attribute"], group["group"]))
+        by_attribute.setdefault(group["attribute"], []).append(group)
+    hidden: set[tuple[str, str]] = set()
+    complementary = 0
+    for attribute, groups in by_attribute.items():
+        small = [g for g in groups if 1 <= g["n"] <= threshold]
+        hidden.update((attribute, g["group"]) for g in small)
+        if len(small) == 1:
+            rest = sorted((g for g in groups if g not in small), key=lambda g: (g["is_reference"], g["n"]))
+            if rest:
+                hidden.add((attribute, rest[0]["group"]))
+                complementary += 1
+    for group in fairness["groups"]:
+        group["suppressed"] = (group["attribute"], group["group"]) in hidden
+        if group["suppressed"]:
             for key in list(group):
-                if key not in {"attribute", "group", "is_reference"}:
+                if key not in {"attribute", "group", "is_reference", "suppressed"}:
                     group[key] = None
-            group["suppressed"] = True
-        else:
-            group["suppressed"] = False
     for disparity in fairness["disparities"]:
-        hidden = (disparity["attribute"], disparity["group"]) in small or (
+        disparity["suppressed"] = (disparity["attribute"], disparity["group"]) in hidden or (
             disparity["attribute"],
             disparity["reference"],
-        ) in small
-        disparity["suppressed"] = hidden
-        if hidden:
+        ) in hidden
+        if disparity["suppressed"]:
             disparity["value"] = None
-    return {**data, "result": result, "suppression": {"threshold": threshold, "suppressed_groups": len(small)}}
+    return {
+        **data,
+        "result": result,
+        "suppression": {"threshold": threshold, "suppressed_groups": len(hidden), "complementary": complementary},
+    }
 
 
 def report_context(title: str, data: dict[str, Any]) -> dict[str, Any]:

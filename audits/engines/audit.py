@@ -66,7 +66,9 @@ def audit_chunks(
     snapshot = None
     if drift_current is not None and drift_reference is not None:
         columns = [c for c in drift_columns(roles, list(drift_current.columns)) if c in drift_reference.columns]
-        numerical, categorical = split_column_types(drift_reference, columns)
+        # The label and the prediction are classes, whatever their dtype.
+        categorical_columns = {*roles.categorical, roles.label, roles.prediction}
+        numerical, categorical = split_column_types(drift_reference, columns, categorical_columns=categorical_columns)
         drift_result, snapshot = drift_report(
             drift_reference, drift_current, numerical=numerical, categorical=categorical, sampled=drift_sampled
         )

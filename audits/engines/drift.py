@@ -8,6 +8,7 @@ memory, so callers cap the rows they pass (see AUDIT_DRIFT_MAX_ROWS).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -116,12 +117,17 @@ def drift_result_from_snapshot(
     )
 
 
-def split_column_types(frame: pd.DataFrame, columns: list[str]) -> tuple[list[str], list[str]]:
-    """Numerical columns (numbers other than booleans) and categorical columns (everything else)."""
+def split_column_types(
+    frame: pd.DataFrame, columns: list[str], *, categorical_columns: Iterable[str] = ()
+) -> tuple[list[str], list[str]]:
+    """Numerical columns (numbers other than booleans, unless declared categorical) and categorical ones."""
+    declared = set(categorical_columns)
     numerical, categorical = [], []
     for column in columns:
         series = frame[column]
-        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        if column in declared:
+            categorical.append(column)
+        elif pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             numerical.append(column)
         else:
             categorical.append(column)

@@ -21,6 +21,9 @@ import pyarrow.parquet as pq
 from audits.engines.errors import TableError
 
 PARQUET_MAGIC = b"PAR1"
+# Cells read as missing in a CSV. Narrower than pandas' default on purpose: "None", "none"
+# and "n/a" are real categories in clinical extracts (e.g. "A1C test: None" = not measured).
+CSV_MISSING_VALUES = ("", "NA", "N/A", "NaN", "nan", "NULL", "null", "#N/A")
 MISSING_GROUP = "(missing)"
 
 
@@ -39,6 +42,8 @@ class ColumnRoles:
     score: str | None = None
     protected: tuple[ProtectedAttribute, ...] = ()
     features: tuple[str, ...] = ()
+    # Features whose numbers are codes, not quantities (e.g. admission type 1..8).
+    categorical: tuple[str, ...] = ()
     alternative_outcome: str | None = None
 
     @classmethod
@@ -68,12 +73,21 @@ class ColumnRoles:
         features = data.get("features") or []
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise TableError("column_roles.features must be a list of column names")
+        categorical = data.get("categorical") or []
+        if not isinstance(categorical, list) or not all(isinstance(f, str) for f in categorical):
+            raise TableError("column_roles.categorical must be a list of column names")
+        strays = [c for c in categorical if c not in features]
+        if strays:
+            raise TableError(
+                f"column_roles.categorical names {strays[0]!r}, which is not among the features", column=strays[0]
+            )
         return cls(
             label=data["label"],
             prediction=data["prediction"],
             score=data.get("score") or None,
             protected=tuple(protected),
             features=tuple(features),
+            categorical=tuple(categorical),
             alternative_outcome=data.get("alternative_outcome") or None,
         )
 
@@ -84,6 +98,7 @@ class ColumnRoles:
             "score": self.score,
             "protected": [{"column": p.column, "reference": p.reference} for p in self.protected],
             "features": list(self.features),
+            "categorical": list(self.categorical),
             "alternative_outcome": self.alternative_outcome,
         }
 
@@ -159,7 +174,9 @@ def _read_csv(stream: IO[bytes]) -> pa.Table:
     if blank:
         raise TableError(f"header column {blank[0]} has no name; every column needs a name")
     try:
-        frame = pd.read_csv(io.StringIO(text), low_memory=False)
+        frame = pd.read_csv(
+            io.StringIO(text), low_memory=False, keep_default_na=False, na_values=list(CSV_MISSING_VALUES)
+        )
     except pd.errors.ParserError as exc:
         raise TableError(f"the CSV could not be parsed: {exc}") from None
     try:

@@ -91,3 +91,16 @@ def test_identical_data_does_not_drift() -> None:
     _, result = _run(reference, reference.copy())
     assert result.share_drifted == 0.0
     assert all(c.score == pytest.approx(0.0, abs=1e-12) for c in result.columns)
+
+
+def test_numeric_codes_declared_categorical_get_the_categorical_test() -> None:
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"admission_type": rng.choice([1, 2, 3, 5, 6, 7, 8], 3000)})
+    current = pd.DataFrame({"admission_type": rng.choice([1, 2, 3, 5, 6, 7, 8], 3000)})
+    numerical, categorical = split_column_types(reference, ["admission_type"], categorical_columns=["admission_type"])
+    assert (numerical, categorical) == ([], ["admission_type"])
+    result, _ = drift_report(reference, current, numerical=numerical, categorical=categorical)
+    assert result.columns[0].stattest == "Jensen-Shannon distance"
+    assert result.columns[0].column_type == "categorical"
+    as_numbers, _ = _run(reference, current)
+    assert as_numbers["admission_type"].stattest == "Wasserstein distance (normed)"

@@ -174,6 +174,22 @@ class TestDatasetUpload:
         with pytest.raises(ValueError, match="frozen"):
             dataset.save()
 
+    def test_a_none_category_is_kept_and_only_the_documented_markers_read_as_missing(
+        self, team, owner_client, media_root
+    ) -> None:
+        frame = clinical_frame(200)
+        frame["a1c_result"] = ["None", ">7", "Norm", "NA", ""] * 40
+        response = _upload(owner_client, frame)
+        assert response.status_code == 201, response.json()
+        with Dataset.objects.get(pk=response.json()["id"]).file.open("rb") as stored:
+            a1c = pq.read_table(stored).column("a1c_result").to_pylist()
+        assert a1c[:5] == ["None", ">7", "Norm", None, None]
+
+    def test_it_refuses_a_categorical_column_that_is_not_a_feature(self, team, owner_client, media_root) -> None:
+        response = _upload(owner_client, clinical_frame(100), roles={**CLINICAL_ROLES, "categorical": ["race"]})
+        assert response.status_code == 400
+        assert "column_roles.categorical names 'race', which is not among the features" in response.json()["detail"]
+
     def test_it_accepts_parquet(self, team, owner_client, media_root) -> None:
         buffer = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(clinical_frame(300), preserve_index=False), buffer)

@@ -63,29 +63,61 @@ def test_a_group_of_one_to_ten_people_is_suppressed_with_its_disparities(team, f
     assert groups["White"]["suppressed"] is False and groups["White"]["n"] > 10
     hidden = [d for d in report.data["result"]["fairness"]["disparities"] if d["group"] == "Pacific Islander"]
     assert hidden and all(d["value"] is None for d in hidden)
+    # The next smallest race group is hidden with it, so the total cannot reveal the eight.
+    race = sorted(
+        (g for g in finished_run.result["fairness"]["groups"] if g["attribute"] == "race"), key=lambda g: g["n"]
+    )
+    assert groups[race[1]["group"]]["suppressed"] is True
+    assert sum(g["suppressed"] for g in groups.values()) == 2
     assert "suppressed (small cell)" in report.html
     # The run keeps the raw figures; only the published report hides them.
     raw = next(g for g in finished_run.result["fairness"]["groups"] if g["group"] == "Pacific Islander")
     assert raw["n"] == 8
 
 
-def test_suppression_leaves_a_group_of_exactly_eleven_visible() -> None:
-    data = {
+def _groups(*sizes: tuple[str, int, bool]) -> dict:
+    reference = next(g for g, _, is_reference in sizes if is_reference)
+    return {
         "result": {
             "fairness": {
                 "groups": [
-                    {"attribute": "a", "group": "x", "n": 11, "selection_rate": 0.5, "is_reference": False},
-                    {"attribute": "a", "group": "y", "n": 10, "selection_rate": 0.1, "is_reference": True},
+                    {"attribute": "a", "group": g, "n": n, "selection_rate": 0.5, "is_reference": is_reference}
+                    for g, n, is_reference in sizes
                 ],
-                "disparities": [{"attribute": "a", "group": "x", "reference": "y", "metric": "m", "value": 5.0}],
+                "disparities": [
+                    {"attribute": "a", "group": g, "reference": reference, "metric": "m", "value": 1.0}
+                    for g, _, is_reference in sizes
+                    if not is_reference
+                ],
             }
         }
     }
-    published = suppress_small_cells(data, threshold=10)
-    groups = {g["group"]: g for g in published["result"]["fairness"]["groups"]}
-    assert groups["x"]["n"] == 11 and groups["y"]["n"] is None
-    # A disparity against a suppressed reference group would reveal it too.
-    assert published["result"]["fairness"]["disparities"][0]["value"] is None
+
+
+def test_suppression_keeps_eleven_and_zero_visible_and_hides_one_to_ten() -> None:
+    published = suppress_small_cells(
+        _groups(("ref", 500, True), ("x", 11, False), ("y", 10, False), ("z", 0, False), ("w", 1, False)),
+        threshold=10,
+    )
+    groups = {g["group"]: g["n"] for g in published["result"]["fairness"]["groups"]}
+    assert groups == {"ref": 500, "x": 11, "y": None, "z": 0, "w": None}
+
+
+def test_a_lone_suppressed_group_takes_the_next_smallest_with_it_so_the_total_cannot_reveal_it() -> None:
+    published = suppress_small_cells(
+        _groups(("ref", 500, True), ("big", 300, False), ("mid", 40, False), ("tiny", 2, False)), threshold=10
+    )
+    visible = {g["group"]: g["n"] for g in published["result"]["fairness"]["groups"]}
+    assert visible == {"ref": 500, "big": 300, "mid": None, "tiny": None}
+    # Whoever knows the total (842) can no longer subtract their way to 'tiny'.
+    assert published["suppression"] == {"threshold": 10, "suppressed_groups": 2, "complementary": 1}
+    hidden = {d["group"] for d in published["result"]["fairness"]["disparities"] if d["value"] is None}
+    assert hidden == {"mid", "tiny"}
+
+
+def test_a_disparity_against_a_suppressed_reference_group_is_hidden() -> None:
+    published = suppress_small_cells(_groups(("ref", 9, True), ("x", 50, False), ("y", 60, False)), threshold=10)
+    assert all(d["value"] is None for d in published["result"]["fairness"]["disparities"])
 
 
 def test_an_outsider_cannot_read_or_verify_a_report(team, finished_run) -> None:

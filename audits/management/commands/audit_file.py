@@ -29,23 +29,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--features", help="comma-separated feature columns for drift (default: every other column)"
         )
+        parser.add_argument("--categorical", help="comma-separated features whose numbers are codes, not quantities")
         parser.add_argument("--reference", help="reference CSV or Parquet file, for drift")
         parser.add_argument("--format", choices=["json", "text"], default="json")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from audits.engines.audit import audit_chunks
+        from audits.engines.roles_text import parse_protected, split_names
         from audits.engines.tables import ColumnRoles, read_table, validate_roles
-        from governance.admin import parse_protected
 
         try:
             data = self._read(options["data"], read_table)
             protected = parse_protected(options["protected"])
             named = {options["label"], options["prediction"], options["score"], *(p["column"] for p in protected)}
-            features = (
-                [f.strip() for f in options["features"].split(",") if f.strip()]
-                if options["features"]
-                else [c for c in data.column_names if c not in named]
-            )
+            features = split_names(options["features"] or "") or [c for c in data.column_names if c not in named]
             roles = ColumnRoles.from_dict(
                 {
                     "label": options["label"],
@@ -53,6 +50,7 @@ class Command(BaseCommand):
                     "score": options["score"],
                     "protected": protected,
                     "features": features,
+                    "categorical": split_names(options["categorical"] or ""),
                 }
             )
             validate_roles(data, roles)
