@@ -14,7 +14,7 @@ from django.urls import path, reverse
 
 from audits.models import AuditRun
 from audits.services import audit_run_create
-from governance.admin import OrganizationScopedAdmin
+from governance.admin import OrganizationScopedAdmin, form_page, limit_choices
 from governance.models import Dataset, ModelVersion
 from governance.selectors import datasets_visible, model_versions_visible
 from governance.services import ServiceError
@@ -29,6 +29,12 @@ class StartAuditForm(forms.Form):
         required=False,
         help_text="The reference population for drift, usually the training data",
     )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit_choices(self, "model_version", model_versions_visible(user))
+        limit_choices(self, "dataset", datasets_visible(user))
+        limit_choices(self, "reference_dataset", datasets_visible(user))
 
 
 @admin.register(AuditRun)
@@ -53,10 +59,7 @@ class AuditRunAdmin(OrganizationScopedAdmin):
         ]
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
-        form = StartAuditForm(request.POST or None, initial=request.GET.dict())
-        form.fields["model_version"].queryset = model_versions_visible(request.user)
-        form.fields["dataset"].queryset = datasets_visible(request.user)
-        form.fields["reference_dataset"].queryset = datasets_visible(request.user)
+        form = StartAuditForm(request.POST or None, initial=request.GET.dict(), user=request.user)
         if request.method == "POST" and form.is_valid():
             try:
                 run = audit_run_create(actor=request.user, **form.cleaned_data)
@@ -65,14 +68,7 @@ class AuditRunAdmin(OrganizationScopedAdmin):
             else:
                 self.message_user(request, f"Audit run {run.pk} queued")
                 return HttpResponseRedirect(reverse("admin:audits_auditrun_change", args=[run.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Start an audit",
-            "form": form,
-            "opts": self.model._meta,
-            "submit_label": "Start audit",
-        }
-        return TemplateResponse(request, "admin/governance/form_page.html", context)
+        return form_page(self, request, form, title="Start an audit", submit_label="Start audit")
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -107,4 +106,4 @@ class AuditRunDriftReportApi(GovernanceApi):
         run = get_object_or_404(audit_selectors.audit_runs_visible(request.user, token=self.token), pk=run_id)
         if not run.drift_report_file:
             raise Http404("this run has no drift report (no reference dataset, or not finished)")
-        return FileResponse(default_storage.open(run.drift_report_file.name, "rb"), content_type="text/html")
+        return FileResponse(run.drift_report_file.open("rb"), content_type="text/html")

@@ -161,16 +161,16 @@ def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
         columns = [c for c in drift_columns(roles, [c["name"] for c in run.dataset.columns]) if c in reference_columns]
         if not columns:
             raise AuditInputError("the reference dataset shares none of the audited dataset's feature columns")
-        with default_storage.open(run.dataset.file.name, "rb") as current_file:
+        with run.dataset.file.open("rb") as current_file:
             drift_current, sampled_current = read_parquet_sample(
                 current_file, columns=columns, max_rows=settings.AUDIT_DRIFT_MAX_ROWS, seed=run.pk
             )
-        with default_storage.open(run.reference_dataset.file.name, "rb") as reference_file:
+        with run.reference_dataset.file.open("rb") as reference_file:
             drift_reference, sampled_reference = read_parquet_sample(
                 reference_file, columns=columns, max_rows=settings.AUDIT_DRIFT_MAX_ROWS, seed=run.pk
             )
         sampled = sampled_current or sampled_reference
-    with default_storage.open(run.dataset.file.name, "rb") as data_file:
+    with run.dataset.file.open("rb") as data_file:
         return audit_chunks(
             iter_parquet_chunks(data_file, columns=roles.all_columns()),
             roles=roles,

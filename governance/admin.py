@@ -38,6 +38,33 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class RecordAdmin(OrganizationScopedAdmin):
+    """A record that is written by the services only: its admin page is read-only."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.method in ("GET", "HEAD")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def form_page(
+    admin_view: admin.ModelAdmin, request: HttpRequest, form: forms.Form, *, title: str, submit_label: str
+) -> TemplateResponse:
+    """An admin page with one form whose submission calls a service (upload, start an audit)."""
+    context = {
+        **admin_view.admin_site.each_context(request),
+        "title": title,
+        "form": form,
+        "opts": admin_view.model._meta,
+        "submit_label": submit_label,
+    }
+    return TemplateResponse(request, "admin/governance/form_page.html", context)
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
@@ -73,7 +100,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 class ModelVersionInline(admin.TabularInline):
     model = ModelVersion
     extra = 0
-    fields = ["version", "stage", "stage_changed_at", "artifact_uri", "created_at"]
+    fields = ("version", "stage", "stage_changed_at", "artifact_uri", "created_at")
     readonly_fields = fields
     show_change_link = True
     can_delete = False
@@ -131,7 +158,18 @@ class ModelVersionAdmin(OrganizationScopedAdmin):
     list_filter = ["stage", "ai_model__organization"]
     search_fields = ["version", "ai_model__name"]
     readonly_fields = ["stage", "stage_changed_at", "stage_changed_by", "created_by", "created_at"]
-    actions = [_transition_action(stage) for stage in ModelVersion.Stage.values if stage != "draft"]
+    actions = [
+        "start_audit",
+        *(_transition_action(stage) for stage in ModelVersion.Stage.values if stage != "draft"),
+    ]
+
+    @admin.action(description="Start an audit of the selected version")
+    def start_audit(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to audit", messages.WARNING)
+            return None
+        url = reverse("admin:audits_auditrun_add")
+        return HttpResponseRedirect(f"{url}?model_version={queryset.get().pk}")
 
     def get_readonly_fields(self, request: HttpRequest, obj: ModelVersion | None = None) -> Any:
         # The version string and artifact identify what was audited; they are fixed once registered.
@@ -153,6 +191,13 @@ class ModelVersionAdmin(OrganizationScopedAdmin):
         )
         obj.pk = created.pk
         obj._state.adding = False
+
+
+def limit_choices(form: forms.Form, field: str, queryset: QuerySet[Any]) -> None:
+    """Offer only what the user may see in a model choice field."""
+    choice_field = form.fields[field]
+    assert isinstance(choice_field, forms.ModelChoiceField)
+    choice_field.queryset = queryset
 
 
 class DatasetUploadForm(forms.Form):
@@ -180,6 +225,12 @@ class DatasetUploadForm(forms.Form):
         required=False, help_text="Features whose numbers are codes rather than quantities, comma-separated"
     )
     alternative_outcome = forms.CharField(required=False, help_text="Column with a direct measure of need")
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        organizations = organizations_visible(user)
+        limit_choices(self, "organization", organizations)
+        limit_choices(self, "ai_model", AIModel.objects.filter(organization__in=organizations))
 
     def column_roles(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -215,9 +266,7 @@ class DatasetAdmin(OrganizationScopedAdmin):
         return False
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
-        form = DatasetUploadForm(request.POST or None, request.FILES or None)
-        form.fields["organization"].queryset = organizations_visible(request.user)
-        form.fields["ai_model"].queryset = AIModel.objects.filter(organization__in=organizations_visible(request.user))
+        form = DatasetUploadForm(request.POST or None, request.FILES or None, user=request.user)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
@@ -241,14 +290,7 @@ class DatasetAdmin(OrganizationScopedAdmin):
                     request, f"Uploaded {dataset.name}: {dataset.row_count} rows, sha256 {dataset.sha256}"
                 )
                 return HttpResponseRedirect(reverse("admin:governance_dataset_change", args=[dataset.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Upload a dataset",
-            "form": form,
-            "opts": self.model._meta,
-            "submit_label": "Upload",
-        }
-        return TemplateResponse(request, "admin/governance/form_page.html", context)
+        return form_page(self, request, form, title="Upload a dataset", submit_label="Upload")
 
 
 class ApiTokenForm(forms.ModelForm):
@@ -299,7 +341,7 @@ class ApiTokenAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(GovernanceEvent)
-class GovernanceEventAdmin(OrganizationScopedAdmin):
+class GovernanceEventAdmin(RecordAdmin):
     list_display = ["created_at", "action", "object_type", "object_id", "actor", "organization", "request_id"]
     list_filter = ["action", "object_type", "organization"]
     search_fields = ["object_id", "request_id"]
@@ -323,15 +365,6 @@ class GovernanceEventAdmin(OrganizationScopedAdmin):
     @admin.display(description="After")
     def pretty_after(self, obj: GovernanceEvent) -> str:
         return json.dumps(obj.after, indent=2, sort_keys=True) if obj.after is not None else "—"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.method in ("GET", "HEAD")
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 admin.site.site_header = "Clinical AI governance"

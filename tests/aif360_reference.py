@@ -61,3 +61,23 @@ def aif360_value(metric, name: str, **kwargs) -> float | None:
         warnings.simplefilter("ignore")
         value = float(getattr(metric, name)(**kwargs))
     return None if np.isnan(value) or np.isinf(value) else value
+
+
+def assert_disparities_match_aif360(frame: pd.DataFrame, disparities: list[dict], *, label: str, prediction: str):
+    """Every disparity of a result document equals aif360's on the same data, to 1e-9 (None where undefined)."""
+    import pytest
+
+    for disparity in disparities:
+        metric = aif360_metric(
+            frame,
+            label=label,
+            prediction=prediction,
+            attribute=disparity["attribute"],
+            group=disparity["group"],
+            reference=disparity["reference"],
+        )
+        expected = aif360_value(metric, disparity["metric"])
+        if expected is None:
+            assert disparity["value"] is None, disparity
+        else:
+            assert disparity["value"] == pytest.approx(expected, abs=1e-9), disparity

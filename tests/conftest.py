@@ -104,3 +104,15 @@ def live_worker(transactional_db: None) -> Iterator[Any]:
         app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=60
     ) as worker:
         yield worker
+
+
+def wait_for_run(run: Any, *, timeout: float = 300) -> Any:
+    """Poll the database, as a client would, until the run is finished or the time is up."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    run.refresh_from_db()
+    while not run.is_finished and time.monotonic() < deadline:
+        time.sleep(0.5)
+        run.refresh_from_db()
+    return run
