@@ -74,9 +74,14 @@ def media_root(tmp_path: Any, settings: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings: Any) -> None:
+def test_settings(settings: Any) -> None:
     # The default hasher is deliberately slow; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Production serves collected, hashed static files; tests render pages without collectstatic.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 def upload_frame(team: Team, frame: Any, *, name: str, roles: dict[str, Any] | None = None, kind: str = "evaluation"):
