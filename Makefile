@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/governance
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install lint typecheck check-migrations bench clean
+.PHONY: run test install lint typecheck check-migrations clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,6 @@ typecheck: install
 
 check-migrations: install
 	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
-
-bench: install
-	$(PY) benchmarks/audit_speed.py
 
 clean:
 	rm -rf $(VENV) var
