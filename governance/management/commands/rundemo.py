@@ -19,6 +19,17 @@ from reports.models import Report
 from reports.services import report_generate_for_run
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to send SIGTERM if rundemo dies without stopping it (e.g. SIGKILL)."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass  # Not Linux: Ctrl-C and SIGTERM still stop the children through the finally block.
+
+
 class Command(BaseCommand):
     help = "Run the service with its demo: worker, beat and web server in one command."
 
@@ -31,10 +42,15 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database migrated.")
         celery = [sys.executable, "-m", "celery", "-A", "governance"]
+        # SIGTERM (e.g. from a process manager) ends the command like Ctrl-C, so the children are stopped.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         children = [
             # One worker process: with the embedded SQLite default, one writer at a time is what the file allows.
-            subprocess.Popen([*celery, "worker", "--loglevel=INFO", "--concurrency=1", "-n", "demo-worker@%h"]),
-            subprocess.Popen([*celery, "beat", "--loglevel=INFO"]),
+            subprocess.Popen(
+                [*celery, "worker", "--loglevel=INFO", "--concurrency=1", "-n", "demo-worker@%h"],
+                preexec_fn=_die_with_parent,
+            ),
+            subprocess.Popen([*celery, "beat", "--loglevel=INFO"], preexec_fn=_die_with_parent),
         ]
         try:
             self._demo(options)
