@@ -5,7 +5,59 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from governance.models import Dataset, ModelVersion, Organization
+from governance.models import AIModel, Dataset, ModelVersion, Organization
+
+
+class AuditPolicy(models.Model):
+    """What a model's audits hold it to; a model without one is held to the defaults."""
+
+    class CiRule(models.TextChoices):
+        INTERVAL = "interval", "Breach only when the whole 95% interval is past the threshold"
+        POINT = "point", "Breach when the point estimate is past the threshold"
+
+    class Correction(models.TextChoices):
+        HOLM = "holm", "Holm (family-wise error)"
+        BH = "benjamini-hochberg", "Benjamini-Hochberg (false discovery rate)"
+
+    ai_model = models.OneToOneField(AIModel, on_delete=models.CASCADE, related_name="audit_policy")
+    bounds = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Overrides of the default accepted ranges, e.g. {"disparate_impact": {"low": 0.9, "high": 1.1, '
+        '"severity": "critical"}}',
+    )
+    min_group_size = models.PositiveIntegerField(default=30)
+    ci_rule = models.CharField(max_length=20, choices=CiRule.choices, default=CiRule.INTERVAL)
+    correction = models.CharField(max_length=30, choices=Correction.choices, default=Correction.HOLM)
+    operating_point = models.FloatField(default=0.5, help_text="Score threshold when the data has no prediction")
+    fail_on = models.JSONField(
+        default=list, blank=True, help_text='Severities that fail the verdict; default ["critical"]'
+    )
+    intersection_order = models.PositiveSmallIntegerField(
+        default=2, help_text="Intersections of up to this many protected attributes (1: none)"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "audit policies"
+
+    def __str__(self) -> str:
+        return f"Policy of {self.ai_model}"
+
+    def as_dict(self) -> dict[str, object]:
+        """The policy as the engines take it (audits.engines.policy.Policy.from_dict)."""
+        return {
+            "bounds": self.bounds or {},
+            "min_group_size": self.min_group_size,
+            "ci_rule": self.ci_rule,
+            "correction": self.correction,
+            "operating_point": self.operating_point,
+            "fail_on": self.fail_on or ["critical"],
+            "intersection_order": self.intersection_order,
+        }
 
 
 class AuditRun(models.Model):
@@ -39,6 +91,7 @@ class AuditRun(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     result = models.JSONField(null=True, blank=True)
+    verdict = models.CharField(max_length=10, blank=True, help_text="pass or fail under the policy, once finished")
     drift_report_file = models.FileField(max_length=300, blank=True)
 
     class Meta:
@@ -79,6 +132,10 @@ class MetricResult(models.Model):
     reference_group = models.CharField(max_length=200, blank=True)
     column = models.CharField(max_length=200, blank=True)
     value = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    p_value = models.FloatField(null=True, blank=True, help_text="adjusted for the run's comparisons")
+    status = models.CharField(max_length=20, blank=True, help_text="pass, fail or insufficient_data")
     n = models.BigIntegerField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True)
 
@@ -89,3 +146,42 @@ class MetricResult(models.Model):
     def __str__(self) -> str:
         where = " ".join(x for x in (self.attribute, self.group, self.column) if x)
         return f"{self.metric} {where} = {self.value}"
+
+
+class Finding(models.Model):
+    """A breach of the policy found by a run, in words, with the figures behind it."""
+
+    class Severity(models.TextChoices):
+        CRITICAL = "critical", "Critical"
+        WARNING = "warning", "Warning"
+        INFO = "info", "Info"
+
+    class ReviewStatus(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        MITIGATED = "mitigated", "Mitigated"
+        RISK_ACCEPTED = "risk_accepted", "Risk accepted"
+
+    run = models.ForeignKey(AuditRun, on_delete=models.CASCADE, related_name="findings")
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    category = models.CharField(max_length=20)
+    metric = models.CharField(max_length=80)
+    attribute = models.CharField(max_length=200, blank=True)
+    group = models.CharField(max_length=200, blank=True)
+    reference_group = models.CharField(max_length=200, blank=True)
+    column = models.CharField(max_length=200, blank=True)
+    value = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    threshold_low = models.FloatField(null=True, blank=True)
+    threshold_high = models.FloatField(null=True, blank=True)
+    message = models.TextField()
+    review_status = models.CharField(max_length=20, choices=ReviewStatus.choices, default=ReviewStatus.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        indexes = [models.Index(fields=["run", "severity"])]
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.message[:80]}"

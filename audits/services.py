@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -13,9 +13,13 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from audits.models import AuditRun, MetricResult
-from governance.models import WRITE_ROLES, Dataset, ModelVersion
+from audits.engines.errors import TableError
+from audits.models import AuditPolicy, AuditRun, Finding, MetricResult
+from governance.models import WRITE_ROLES, AIModel, Dataset, ModelVersion, Role
 from governance.services import ServiceError, event_record, require_role
+
+if TYPE_CHECKING:
+    from audits.engines.policy import Policy
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +141,6 @@ def audit_run_execute(*, run_id: int, worker: str) -> None:
 def _readable_error(exc: Exception) -> str:
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from audits.engines.errors import TableError
-
     if isinstance(exc, AuditInputError | TableError):
         return str(exc)
     if isinstance(exc, SoftTimeLimitExceeded):
@@ -148,11 +150,30 @@ def _readable_error(exc: Exception) -> str:
     return f"internal error ({type(exc).__name__}): {exc}"
 
 
+def audit_policy_for(run: AuditRun) -> Policy:
+    """The policy the run's model is held to: its own, else the defaults."""
+    from audits.engines.policy import Policy
+
+    stored = AuditPolicy.objects.filter(ai_model_id=run.model_version.ai_model_id).first()
+    return Policy.from_dict(stored.as_dict()) if stored else Policy()
+
+
 def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
     from audits.engines.audit import audit_chunks, drift_columns
-    from audits.engines.tables import ColumnRoles, iter_parquet_chunks, read_parquet_sample
+    from audits.engines.tables import (
+        ColumnRoles,
+        iter_parquet_chunks,
+        parquet_min_max,
+        read_parquet_sample,
+        score_is_probability,
+    )
 
     roles = ColumnRoles.from_dict(run.dataset.column_roles)
+    policy = audit_policy_for(run)
+    is_probability = True
+    if roles.score:
+        with run.dataset.file.open("rb") as data_file:
+            is_probability = score_is_probability(*parquet_min_max(data_file, roles.score))
     progress("reading data")
     drift_current = drift_reference = None
     sampled = False
@@ -174,6 +195,8 @@ def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
         return audit_chunks(
             iter_parquet_chunks(data_file, columns=roles.all_columns()),
             roles=roles,
+            policy=policy,
+            score_is_probability=is_probability,
             drift_current=drift_current,
             drift_reference=drift_reference,
             drift_sampled=sampled,
@@ -196,6 +219,8 @@ def _finish_succeeded(run: AuditRun, attempt: int, result: dict[str, Any], repor
                 default_storage.delete(report_name)
             return
         MetricResult.objects.bulk_create(metric_rows(locked, result))
+        Finding.objects.bulk_create(finding_rows(locked, result))
+        locked.verdict = result["verdict"]
         locked.status = AuditRun.Status.SUCCEEDED
         locked.finished_at = timezone.now()
         locked.result = result
@@ -203,7 +228,15 @@ def _finish_succeeded(run: AuditRun, attempt: int, result: dict[str, Any], repor
         locked.lease_expires_at = None
         locked.drift_report_file = report_name
         locked.save(
-            update_fields=["status", "finished_at", "result", "progress", "lease_expires_at", "drift_report_file"]
+            update_fields=[
+                "status",
+                "finished_at",
+                "result",
+                "progress",
+                "lease_expires_at",
+                "drift_report_file",
+                "verdict",
+            ]
         )
         event_record(
             organization=locked.organization,
@@ -237,26 +270,31 @@ def _finish_failed(run: AuditRun, attempt: int, error: str) -> None:
 
 def metric_rows(run: AuditRun, result: dict[str, Any]) -> list[MetricResult]:
     """The result document as one MetricResult row per number."""
-    from audits.engines.fairness import GROUP_RATES
+    from audits.engines.fairness import GROUP_RATES, SCORE_METRICS
 
     rows: list[MetricResult] = []
     fairness = result["fairness"]
-    group_sizes = {(g["attribute"], g["group"]): g["n"] for g in fairness["groups"]}
     for group in fairness["groups"]:
-        for rate in GROUP_RATES:
+        for metric in (*GROUP_RATES, *SCORE_METRICS):
+            if metric in SCORE_METRICS and group.get(metric) is None:
+                continue
+            interval = group["ci"].get(metric)
             rows.append(
                 MetricResult(
                     run=run,
                     category=MetricResult.Category.FAIRNESS,
-                    metric=rate,
+                    metric=metric,
                     attribute=group["attribute"],
                     group=group["group"],
-                    value=group[rate],
+                    value=group[metric],
+                    ci_low=interval[0] if interval else None,
+                    ci_high=interval[1] if interval else None,
                     n=group["n"],
                     details={"is_reference": group["is_reference"]},
                 )
             )
     for disparity in fairness["disparities"]:
+        interval = disparity["ci"]
         rows.append(
             MetricResult(
                 run=run,
@@ -266,7 +304,15 @@ def metric_rows(run: AuditRun, result: dict[str, Any]) -> list[MetricResult]:
                 group=disparity["group"],
                 reference_group=disparity["reference"],
                 value=disparity["value"],
-                n=group_sizes[(disparity["attribute"], disparity["group"])],
+                ci_low=interval[0] if interval else None,
+                ci_high=interval[1] if interval else None,
+                p_value=disparity["p_value"],
+                status=disparity["status"],
+                n=disparity["n"],
+                details={
+                    "reference_n": disparity["reference_n"],
+                    "p_value_unadjusted": disparity["p_value_unadjusted"],
+                },
             )
         )
     drift = result.get("drift")
@@ -314,6 +360,63 @@ def metric_rows(run: AuditRun, result: dict[str, Any]) -> list[MetricResult]:
         )
     )
     return rows
+
+
+def finding_rows(run: AuditRun, result: dict[str, Any]) -> list[Finding]:
+    """The result's findings as Finding rows, open for review."""
+    rows = []
+    for finding in result.get("findings", []):
+        interval, threshold = finding["ci"] or [None, None], finding["threshold"] or [None, None]
+        rows.append(
+            Finding(
+                run=run,
+                severity=finding["severity"],
+                category=finding["category"],
+                metric=finding["metric"],
+                attribute=finding["attribute"],
+                group=finding["group"],
+                reference_group=finding["reference"],
+                column=finding["column"],
+                value=finding["value"],
+                ci_low=interval[0],
+                ci_high=interval[1],
+                threshold_low=threshold[0],
+                threshold_high=threshold[1],
+                message=finding["message"],
+            )
+        )
+    return rows
+
+
+@transaction.atomic
+def audit_policy_update(*, ai_model: AIModel, actor: Any, **fields: Any) -> AuditPolicy:
+    """Set a model's audit policy (created on first use), checked by the engine's rules, and record the change."""
+    from audits.engines.policy import Policy
+
+    require_role(
+        actor, ai_model.organization, {Role.MODEL_OWNER, Role.APPROVER, Role.ADMIN}, doing="Changing an audit policy"
+    )
+    policy, _ = AuditPolicy.objects.select_for_update().get_or_create(ai_model=ai_model)
+    before = policy.as_dict()
+    for name, value in fields.items():
+        if name not in before:
+            raise ServiceError(f"unknown policy field {name!r}", field=name)
+        setattr(policy, name, value)
+    try:
+        Policy.from_dict(policy.as_dict())
+    except TableError as exc:
+        raise ServiceError(str(exc)) from None
+    policy.updated_by = actor if getattr(actor, "pk", None) else None
+    policy.save()
+    event_record(
+        organization=ai_model.organization,
+        actor=actor,
+        action="audit_policy.changed",
+        obj=policy,
+        before=before,
+        after=policy.as_dict(),
+    )
+    return policy
 
 
 def audit_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:

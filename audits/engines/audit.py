@@ -10,10 +10,12 @@ import pandas as pd
 
 from audits.engines.drift import drift_report, split_column_types
 from audits.engines.fairness import FairnessStatistics, fairness_report, fairness_statistics
+from audits.engines.findings import drift_findings, fairness_findings, quality_findings, sort_findings, verdict
+from audits.engines.policy import Policy
 from audits.engines.quality import QualityStatistics, quality_report, quality_statistics
 from audits.engines.tables import ColumnRoles
 
-RESULT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 2
 
 
 def engine_versions() -> dict[str, str]:
@@ -29,7 +31,7 @@ def engine_versions() -> dict[str, str]:
 
 def drift_columns(roles: ColumnRoles, available: list[str]) -> list[str]:
     """The columns whose drift matters: features, score, prediction and label, as present."""
-    wanted = [*roles.features, roles.score, roles.prediction, roles.label]
+    wanted = [*roles.features, roles.score, roles.prediction, roles.label]  # prediction may be None
     return [c for c in dict.fromkeys(wanted) if c and c in available]
 
 
@@ -37,6 +39,8 @@ def audit_chunks(
     chunks: Iterable[pd.DataFrame],
     *,
     roles: ColumnRoles,
+    policy: Policy | None = None,
+    score_is_probability: bool = True,
     drift_current: pd.DataFrame | None = None,
     drift_reference: pd.DataFrame | None = None,
     drift_sampled: bool = False,
@@ -47,19 +51,28 @@ def audit_chunks(
     1. Each chunk becomes fairness and quality statistics, merged as they come.
     2. Fairness metrics and quality figures are computed from the merged statistics.
     3. With a reference, drift is computed by Evidently on the drift columns.
+    4. The policy turns breaches into findings, and the findings into a verdict.
     """
+    policy = policy or Policy()
     fairness_stats = FairnessStatistics()
     quality_stats = QualityStatistics()
     for chunk in chunks:
         fairness_stats = fairness_stats.merge(
             fairness_statistics(
-                chunk, label=roles.label, prediction=roles.prediction, protected=roles.protected_columns
+                chunk,
+                label=roles.label,
+                prediction=roles.prediction,
+                protected=roles.protected_columns,
+                score=roles.score,
+                score_is_probability=score_is_probability,
+                operating_point=policy.operating_point,
+                intersection_order=policy.intersection_order,
             )
         )
         quality_stats = quality_stats.merge(quality_statistics(chunk))
     if on_progress:
         on_progress("fairness and quality computed")
-    fairness = fairness_report(fairness_stats, references=roles.references)
+    fairness = fairness_report(fairness_stats, references=roles.references, policy=policy)
     quality = quality_report(quality_stats)
 
     drift: dict[str, Any] | None = None
@@ -67,7 +80,7 @@ def audit_chunks(
     if drift_current is not None and drift_reference is not None:
         columns = [c for c in drift_columns(roles, list(drift_current.columns)) if c in drift_reference.columns]
         # The label and the prediction are classes, whatever their dtype.
-        categorical_columns = {*roles.categorical, roles.label, roles.prediction}
+        categorical_columns = {c for c in (*roles.categorical, roles.label, roles.prediction) if c}
         numerical, categorical = split_column_types(drift_reference, columns, categorical_columns=categorical_columns)
         drift_result, snapshot = drift_report(
             drift_reference, drift_current, numerical=numerical, categorical=categorical, sampled=drift_sampled
@@ -76,13 +89,25 @@ def audit_chunks(
         if on_progress:
             on_progress("drift computed")
 
+    fairness_dict, quality_dict = fairness.to_dict(), quality.to_dict()
+    findings = sort_findings(
+        [
+            *fairness_findings(fairness_dict, policy),
+            *drift_findings(drift, roles.to_dict(), policy),
+            *quality_findings(quality_dict, policy),
+        ]
+    )
     result = {
         "schema_version": RESULT_SCHEMA_VERSION,
         "rows": quality.rows,
         "column_roles": roles.to_dict(),
-        "fairness": fairness.to_dict(),
+        "policy": policy.to_dict(),
+        "score_is_probability": score_is_probability if roles.score else None,
+        "fairness": fairness_dict,
         "drift": drift,
-        "quality": quality.to_dict(),
+        "quality": quality_dict,
+        "findings": findings,
+        "verdict": verdict(findings, policy),
         "engine_versions": engine_versions(),
     }
     return result, snapshot

@@ -130,9 +130,7 @@ def katz_ratio_interval(
     return math.exp(log_ratio - z * standard_error), math.exp(log_ratio + z * standard_error)
 
 
-def mover_sum_interval(
-    estimates: list[float], intervals: list[tuple[float, float]]
-) -> tuple[float, float]:
+def mover_sum_interval(estimates: list[float], intervals: list[tuple[float, float]]) -> tuple[float, float]:
     """MOVER interval of a sum of independent estimates, from each estimate's own interval."""
     total = sum(estimates)
     lower = total - math.sqrt(sum((e - low) ** 2 for e, (low, _) in zip(estimates, intervals, strict=True)))

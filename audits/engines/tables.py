@@ -38,7 +38,7 @@ class ColumnRoles:
     """What each column of a dataset means to an audit."""
 
     label: str
-    prediction: str
+    prediction: str | None = None
     score: str | None = None
     protected: tuple[ProtectedAttribute, ...] = ()
     features: tuple[str, ...] = ()
@@ -50,9 +50,13 @@ class ColumnRoles:
     def from_dict(cls, data: dict[str, Any]) -> ColumnRoles:
         if not isinstance(data, dict):
             raise TableError("column_roles must be a JSON object with keys label, prediction, protected, ...")
-        for required in ("label", "prediction"):
-            if not isinstance(data.get(required), str) or not data[required]:
-                raise TableError(f"column_roles.{required} is required: name the column that holds the {required}")
+        if not isinstance(data.get("label"), str) or not data["label"]:
+            raise TableError("column_roles.label is required: name the column that holds the observed outcome")
+        if not data.get("prediction") and not data.get("score"):
+            raise TableError(
+                "column_roles needs a prediction column (0/1) or a score column "
+                "(thresholded at the policy's operating point)"
+            )
         protected_in = data.get("protected") or []
         if not isinstance(protected_in, list) or not protected_in:
             raise TableError(
@@ -83,7 +87,7 @@ class ColumnRoles:
             )
         return cls(
             label=data["label"],
-            prediction=data["prediction"],
+            prediction=data.get("prediction") or None,
             score=data.get("score") or None,
             protected=tuple(protected),
             features=tuple(features),
@@ -204,6 +208,8 @@ def validate_roles(table: pa.Table, roles: ColumnRoles) -> None:
             )
     for role in ("label", "prediction"):
         column = getattr(roles, role)
+        if column is None:
+            continue
         values = binary_values(table.column(column).to_pandas(), column=column, role=role)
         if role == "label" and len(np.unique(values)) < 2:
             only = int(values[0])
@@ -279,6 +285,25 @@ def _plain(value: float) -> Any:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def score_is_probability(minimum: float | None, maximum: float | None) -> bool:
+    """A score is a probability when all its values lie in [0, 1]."""
+    return minimum is None or maximum is None or (minimum >= 0.0 and maximum <= 1.0)
+
+
+def parquet_min_max(source: Any, column: str) -> tuple[float | None, float | None]:
+    """A column's minimum and maximum from the Parquet footer's statistics, without reading the data."""
+    metadata = pq.ParquetFile(source).metadata
+    index = metadata.schema.to_arrow_schema().get_field_index(column)
+    minimum = maximum = None
+    for group in range(metadata.num_row_groups):
+        statistics = metadata.row_group(group).column(index).statistics
+        if statistics is None or not statistics.has_min_max:
+            return None, None
+        minimum = statistics.min if minimum is None else min(minimum, statistics.min)
+        maximum = statistics.max if maximum is None else max(maximum, statistics.max)
+    return minimum, maximum
 
 
 def iter_parquet_chunks(source: Any, *, columns: list[str], batch_size: int = 100_000) -> Iterable[pd.DataFrame]:

@@ -12,8 +12,8 @@ from tests.aif360_reference import AIF360_RATES, aif360_metric, aif360_value
 from tests.conftest import clinical_frame
 
 
-def _report(frame: pd.DataFrame, protected: list[str], references: dict[str, str | None]):
-    statistics = fairness_statistics(frame, label="y", prediction="p", protected=protected)
+def _report(frame: pd.DataFrame, protected: list[str], references: dict[str, str | None], *, order: int = 1):
+    statistics = fairness_statistics(frame, label="y", prediction="p", protected=protected, intersection_order=order)
     return fairness_report(statistics, references=references)
 
 
@@ -37,7 +37,9 @@ DATASETS = {
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 def test_every_disparity_and_rate_equals_aif360(dataset: str) -> None:
     frame = DATASETS[dataset]()
-    result = _report(frame, ["group", "sex"], {"group": "a" if dataset != "clinical" else "White", "sex": None})
+    references = {"group": "a" if dataset != "clinical" else "White", "sex": None}
+    result = _report(frame, ["group", "sex"], references, order=2)
+    assert "group&sex" in result.references
     compared = 0
     for disparity in result.disparities:
         metric = aif360_metric(

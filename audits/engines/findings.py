@@ -1,0 +1,153 @@
+"""Findings: the parts of a result that breach the policy, in words a committee can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audits.engines.policy import Policy
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def _fmt(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def _finding(
+    policy: Policy,
+    *,
+    severity: str | None = None,
+    category: str,
+    metric: str,
+    message: str,
+    value: float | None,
+    ci: list[float] | None = None,
+    attribute: str = "",
+    group: str = "",
+    reference: str = "",
+    column: str = "",
+) -> dict[str, Any]:
+    bound = policy.bounds.get(metric)
+    return {
+        "severity": severity or (bound.severity if bound else "warning"),
+        "category": category,
+        "metric": metric,
+        "attribute": attribute,
+        "group": group,
+        "reference": reference,
+        "column": column,
+        "value": value,
+        "ci": ci,
+        "threshold": [bound.low, bound.high] if bound else None,
+        "message": message,
+    }
+
+
+def fairness_findings(fairness: dict[str, Any], policy: Policy) -> list[dict[str, Any]]:
+    """A finding per failed disparity, and one info finding per group too small to judge."""
+    findings = []
+    too_small: dict[tuple[str, str], int] = {}
+    for d in fairness["disparities"]:
+        if d["status"] == "fail":
+            bound = policy.bounds[d["metric"]]
+            interval = f" (95% CI {_fmt(d['ci'][0])} to {_fmt(d['ci'][1])})" if d["ci"] else ""
+            findings.append(
+                _finding(
+                    policy,
+                    category="fairness",
+                    metric=d["metric"],
+                    value=d["value"],
+                    ci=d["ci"],
+                    attribute=d["attribute"],
+                    group=d["group"],
+                    reference=d["reference"],
+                    message=f"{d['attribute']} = {d['group']}: {d['metric'].replace('_', ' ')} against "
+                    f"{d['reference']} is {_fmt(d['value'])}{interval}, outside the accepted range {bound.describe()}.",
+                )
+            )
+        elif d["status"] == "insufficient_data" and min(d["n"], d["reference_n"]) < fairness["min_group_size"]:
+            too_small[(d["attribute"], d["group"])] = d["n"]
+    for (attribute, group), n in too_small.items():
+        findings.append(
+            _finding(
+                policy,
+                severity="info",
+                category="fairness",
+                metric="min_group_size",
+                value=float(n),
+                attribute=attribute,
+                group=group,
+                message=f"{attribute} = {group} has {n} people, fewer than the minimum of "
+                f"{fairness['min_group_size']}; its disparities are reported but not judged.",
+            )
+        )
+    return findings
+
+
+def drift_findings(drift: dict[str, Any] | None, roles: dict[str, Any], policy: Policy) -> list[dict[str, Any]]:
+    if not drift:
+        return []
+    findings = []
+    if policy.status("share_drifted_columns", drift["share_drifted"], None) == "fail" or drift["dataset_drift"]:
+        findings.append(
+            _finding(
+                policy,
+                category="drift",
+                metric="share_drifted_columns",
+                value=drift["share_drifted"],
+                message=f"{drift['share_drifted']:.0%} of the columns drifted from the reference: the population or "
+                "the data pipeline has changed.",
+            )
+        )
+    model_outputs = {roles.get("prediction"), roles.get("score")} - {None}
+    for column in drift["columns"]:
+        if column["drifted"] and column["column"] in model_outputs:
+            findings.append(
+                _finding(
+                    policy,
+                    category="drift",
+                    metric="prediction_drift",
+                    value=column["score"],
+                    column=column["column"],
+                    message=f"The model's output {column['column']!r} drifted from the reference "
+                    f"({column['stattest']} {column['score']:.4f}, threshold {column['threshold']:g}).",
+                )
+            )
+    return findings
+
+
+def quality_findings(quality: dict[str, Any], policy: Policy) -> list[dict[str, Any]]:
+    findings = []
+    for column in quality["columns"]:
+        if policy.status("missing_share", column["missing_share"], None) == "fail":
+            findings.append(
+                _finding(
+                    policy,
+                    category="quality",
+                    metric="missing_share",
+                    value=column["missing_share"],
+                    column=column["column"],
+                    message=f"{column['missing_share']:.1%} of {column['column']!r} is missing.",
+                )
+            )
+    if policy.status("duplicate_share", quality["duplicate_share"], None) == "fail":
+        findings.append(
+            _finding(
+                policy,
+                category="quality",
+                metric="duplicate_share",
+                value=quality["duplicate_share"],
+                message=f"{quality['duplicate_rows']} rows ({quality['duplicate_share']:.1%}) "
+                "repeat another row exactly.",
+            )
+        )
+    return findings
+
+
+def verdict(findings: list[dict[str, Any]], policy: Policy) -> str:
+    """fail when any finding has a severity the policy fails on, else pass."""
+    return "fail" if any(f["severity"] in policy.fail_on for f in findings) else "pass"
+
+
+def sort_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(findings, key=lambda f: (SEVERITY_ORDER[f["severity"]], f["category"], f["attribute"], f["group"]))
