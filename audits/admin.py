@@ -12,8 +12,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from audits.models import AuditRun
-from audits.services import audit_run_create
+from audits.models import AuditPolicy, AuditRun, Finding
+from audits.services import audit_policy_update, audit_run_create
 from governance.admin import OrganizationScopedAdmin, form_page, limit_choices
 from governance.models import Dataset, ModelVersion
 from governance.selectors import datasets_visible, model_versions_visible
@@ -74,15 +74,14 @@ class AuditRunAdmin(OrganizationScopedAdmin):
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
         run = get_object_or_404(self.get_queryset(request), pk=object_id)
-        from reports.services import report_context
-
         context = {
             **self.admin_site.each_context(request),
             "title": str(run),
             "run": run,
             "opts": self.model._meta,
             "reports": run.reports.all(),
-            **report_context(str(run), {"result": run.result or {}}),
+            "findings": run.findings.all(),
+            "data": {"result": run.result or {}},
         }
         return TemplateResponse(request, self.change_form_template, context)
 
@@ -97,3 +96,39 @@ class AuditRunAdmin(OrganizationScopedAdmin):
         else:
             self.message_user(request, f"Report v{report.version} generated, sha256 {report.sha256}")
         return HttpResponseRedirect(reverse("admin:audits_auditrun_change", args=[run.pk]))
+
+
+@admin.register(AuditPolicy)
+class AuditPolicyAdmin(OrganizationScopedAdmin):
+    organization_path = "ai_model__organization"
+    list_display = [
+        "ai_model",
+        "min_group_size",
+        "ci_rule",
+        "correction",
+        "operating_point",
+        "updated_at",
+        "updated_by",
+    ]
+    readonly_fields = ["updated_at", "updated_by"]
+
+    def save_model(self, request: HttpRequest, obj: AuditPolicy, form: Any, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in obj.as_dict() if name in form.cleaned_data}
+        saved = audit_policy_update(ai_model=obj.ai_model, actor=request.user, **fields)
+        obj.pk = saved.pk
+        obj._state.adding = False
+
+
+@admin.register(Finding)
+class FindingAdmin(OrganizationScopedAdmin):
+    organization_path = "run__organization"
+    list_display = ["severity", "message", "run", "review_status", "created_at"]
+    list_filter = ["severity", "category", "review_status"]
+    search_fields = ["message", "attribute", "group", "column"]
+    readonly_fields = [f.name for f in Finding._meta.fields if f.name != "review_status"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -10,15 +10,39 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audits import selectors as audit_selectors
-from audits.models import AuditRun, MetricResult
-from audits.services import audit_run_create
+from audits.models import AuditPolicy, AuditRun, Finding, MetricResult
+
+from audits.services import audit_policy_update, audit_run_create
 from governance import selectors
 from governance.apis import GovernanceApi
+
+
+class FindingOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Finding
+        fields = [
+            "id",
+            "severity",
+            "category",
+            "metric",
+            "attribute",
+            "group",
+            "reference_group",
+            "column",
+            "value",
+            "ci_low",
+            "ci_high",
+            "threshold_low",
+            "threshold_high",
+            "message",
+            "review_status",
+        ]
 
 
 class AuditRunOutput(serializers.ModelSerializer):
     organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     drift_report_url = serializers.SerializerMethodField()
+    findings = FindingOutput(many=True, read_only=True)
 
     class Meta:
         model = AuditRun
@@ -35,6 +59,8 @@ class AuditRunOutput(serializers.ModelSerializer):
             "finished_at",
             "attempt",
             "error",
+            "verdict",
+            "findings",
             "result",
             "drift_report_url",
         ]
@@ -45,13 +71,27 @@ class AuditRunOutput(serializers.ModelSerializer):
 
 class AuditRunSummaryOutput(AuditRunOutput):
     class Meta(AuditRunOutput.Meta):
-        fields = [f for f in AuditRunOutput.Meta.fields if f != "result"]
+        fields = [f for f in AuditRunOutput.Meta.fields if f not in ("result", "findings")]
 
 
 class MetricResultOutput(serializers.ModelSerializer):
     class Meta:
         model = MetricResult
-        fields = ["category", "metric", "attribute", "group", "reference_group", "column", "value", "n", "details"]
+        fields = [
+            "category",
+            "metric",
+            "attribute",
+            "group",
+            "reference_group",
+            "column",
+            "value",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "status",
+            "n",
+            "details",
+        ]
 
 
 class AuditRunListCreateApi(GovernanceApi):
@@ -107,3 +147,47 @@ class AuditRunDriftReportApi(GovernanceApi):
         if not run.drift_report_file:
             raise Http404("this run has no drift report (no reference dataset, or not finished)")
         return FileResponse(run.drift_report_file.open("rb"), content_type="text/html")
+
+
+class AuditPolicyOutput(serializers.Serializer):
+    ai_model = serializers.IntegerField()
+    bounds = serializers.DictField(help_text="Accepted range and severity of every metric, defaults included")
+    min_group_size = serializers.IntegerField()
+    ci_rule = serializers.CharField()
+    correction = serializers.CharField()
+    operating_point = serializers.FloatField()
+    fail_on = serializers.ListField(child=serializers.CharField())
+    intersection_order = serializers.IntegerField()
+    is_default = serializers.BooleanField()
+
+
+def _effective_policy(ai_model_id: int) -> dict[str, object]:
+    from audits.engines.policy import Policy
+
+    stored = AuditPolicy.objects.filter(ai_model_id=ai_model_id).first()
+    policy = Policy.from_dict(stored.as_dict()) if stored else Policy()
+    return {"ai_model": ai_model_id, **policy.to_dict(), "is_default": stored is None}
+
+
+class AuditPolicyApi(GovernanceApi):
+    class AuditPolicyInput(serializers.Serializer):
+        bounds = serializers.DictField(required=False, help_text="Overrides: {metric: {low, high, severity}}")
+        min_group_size = serializers.IntegerField(required=False, min_value=1)
+        ci_rule = serializers.ChoiceField(AuditPolicy.CiRule.choices, required=False)
+        correction = serializers.ChoiceField(AuditPolicy.Correction.choices, required=False)
+        operating_point = serializers.FloatField(required=False, min_value=0, max_value=1)
+        fail_on = serializers.ListField(child=serializers.ChoiceField(["critical", "warning", "info"]), required=False)
+        intersection_order = serializers.IntegerField(required=False, min_value=1, max_value=4)
+
+    @extend_schema(responses=AuditPolicyOutput)
+    def get(self, request: Request, model_id: int) -> Response:
+        ai_model = get_object_or_404(selectors.ai_models_visible(request.user, token=self.token), pk=model_id)
+        return Response(_effective_policy(ai_model.pk))
+
+    @extend_schema(request=AuditPolicyInput, responses=AuditPolicyOutput)
+    def patch(self, request: Request, model_id: int) -> Response:
+        ai_model = get_object_or_404(selectors.ai_models_visible(request.user, token=self.token), pk=model_id)
+        data = self.AuditPolicyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        audit_policy_update(ai_model=ai_model, actor=request.user, **data.validated_data)
+        return Response(_effective_policy(ai_model.pk))

@@ -116,7 +116,23 @@ class AuditRun(models.Model):
         return "dataset drift" if drift.get("dataset_drift") else "no dataset drift"
 
 
-class MetricResult(models.Model):
+class Measurement(models.Model):
+    """A number about a metric of a group, a comparison or a column, with its 95% interval."""
+
+    metric = models.CharField(max_length=80)
+    attribute = models.CharField(max_length=200, blank=True)
+    group = models.CharField(max_length=200, blank=True)
+    reference_group = models.CharField(max_length=200, blank=True)
+    column = models.CharField(max_length=200, blank=True)
+    value = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class MetricResult(Measurement):
     """One number an audit produced, with what it is about."""
 
     class Category(models.TextChoices):
@@ -126,14 +142,6 @@ class MetricResult(models.Model):
 
     run = models.ForeignKey(AuditRun, on_delete=models.CASCADE, related_name="metrics")
     category = models.CharField(max_length=20, choices=Category.choices)
-    metric = models.CharField(max_length=80)
-    attribute = models.CharField(max_length=200, blank=True)
-    group = models.CharField(max_length=200, blank=True)
-    reference_group = models.CharField(max_length=200, blank=True)
-    column = models.CharField(max_length=200, blank=True)
-    value = models.FloatField(null=True, blank=True)
-    ci_low = models.FloatField(null=True, blank=True)
-    ci_high = models.FloatField(null=True, blank=True)
     p_value = models.FloatField(null=True, blank=True, help_text="adjusted for the run's comparisons")
     status = models.CharField(max_length=20, blank=True, help_text="pass, fail or insufficient_data")
     n = models.BigIntegerField(null=True, blank=True)
@@ -148,7 +156,7 @@ class MetricResult(models.Model):
         return f"{self.metric} {where} = {self.value}"
 
 
-class Finding(models.Model):
+class Finding(Measurement):
     """A breach of the policy found by a run, in words, with the figures behind it."""
 
     class Severity(models.TextChoices):
@@ -165,14 +173,6 @@ class Finding(models.Model):
     run = models.ForeignKey(AuditRun, on_delete=models.CASCADE, related_name="findings")
     severity = models.CharField(max_length=10, choices=Severity.choices)
     category = models.CharField(max_length=20)
-    metric = models.CharField(max_length=80)
-    attribute = models.CharField(max_length=200, blank=True)
-    group = models.CharField(max_length=200, blank=True)
-    reference_group = models.CharField(max_length=200, blank=True)
-    column = models.CharField(max_length=200, blank=True)
-    value = models.FloatField(null=True, blank=True)
-    ci_low = models.FloatField(null=True, blank=True)
-    ci_high = models.FloatField(null=True, blank=True)
     threshold_low = models.FloatField(null=True, blank=True)
     threshold_high = models.FloatField(null=True, blank=True)
     message = models.TextField()

@@ -12,6 +12,7 @@ api_v1 = [
     path("models/", apis.AIModelListCreateApi.as_view(), name="model-list"),
     path("models/<int:model_id>/", apis.AIModelDetailApi.as_view(), name="model-detail"),
     path("models/<int:model_id>/versions/", apis.ModelVersionListCreateApi.as_view(), name="model-version-list"),
+    path("models/<int:model_id>/policy/", audit_apis.AuditPolicyApi.as_view(), name="model-policy"),
     path("versions/<int:version_id>/", apis.ModelVersionDetailApi.as_view(), name="model-version-detail"),
     path(
         "versions/<int:version_id>/transition/",

@@ -85,7 +85,8 @@ def suppress_small_cells(data: dict[str, Any], *, threshold: int) -> dict[str, A
     1. Primary suppression: every group whose n is between 1 and threshold.
     2. Complementary suppression: the attribute's total is published, so a lone suppressed
        group could be worked back by subtraction; the next smallest group is hidden with it.
-    3. Every disparity of a hidden group, or against a hidden reference group, is hidden.
+    3. Every disparity of a hidden group, or against a hidden reference group, is hidden,
+       and so is every finding about a hidden group.
     """
     result = copy.deepcopy(data.get("result") or {})
     fairness = result.get("fairness") or {"groups": [], "disparities": []}
@@ -114,7 +115,10 @@ def suppress_small_cells(data: dict[str, Any], *, threshold: int) -> dict[str, A
             disparity["reference"],
         ) in hidden
         if disparity["suppressed"]:
-            disparity["value"] = None
+            for key in ("value", "ci", "p_value", "p_value_unadjusted", "n", "reference_n"):
+                disparity[key] = None
+    # A finding about a hidden group would name its size or its figures.
+    result["findings"] = [f for f in result.get("findings", []) if (f["attribute"], f["group"]) not in hidden]
     return {
         **data,
         "result": result,
@@ -123,23 +127,10 @@ def suppress_small_cells(data: dict[str, Any], *, threshold: int) -> dict[str, A
 
 
 def report_context(title: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The template's view of the data: disparities pivoted to one row per group."""
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for disparity in (data.get("result") or {}).get("fairness", {}).get("disparities", []):
-        key = (disparity["attribute"], disparity["group"])
-        row = rows.setdefault(
-            key,
-            {
-                "attribute": key[0],
-                "group": key[1],
-                "reference": disparity["reference"],
-                "suppressed": disparity.get("suppressed", False),
-                "values": {},
-            },
-        )
-        row["values"][disparity["metric"]] = disparity["value"]
-    versions = sorted(((data.get("result") or {}).get("engine_versions") or {}).items())
-    return {"title": title, "data": data, "disparity_rows": list(rows.values()), "engine_versions": versions}
+    """What the template needs besides the data: the findings and the software versions."""
+    result = data.get("result") or {}
+    versions = sorted((result.get("engine_versions") or {}).items())
+    return {"title": title, "data": data, "findings": result.get("findings", []), "engine_versions": versions}
 
 
 @transaction.atomic

@@ -68,6 +68,8 @@ def test_a_group_of_one_to_ten_people_is_suppressed_with_its_disparities(team, f
         (g for g in finished_run.result["fairness"]["groups"] if g["attribute"] == "race"), key=lambda g: g["n"]
     )
     assert groups[race[1]["group"]]["suppressed"] is True
+    assert not [f for f in report.data["result"]["findings"] if f["group"] == "Pacific Islander"]
+    assert "Pacific Islander has" not in report.html
     race_groups = [g for g in report.data["result"]["fairness"]["groups"] if g["attribute"] == "race"]
     assert sum(g["suppressed"] for g in race_groups) == 2
     assert "suppressed (small cell)" in report.html
