@@ -11,10 +11,13 @@ from rest_framework.response import Response
 
 from audits import selectors as audit_selectors
 from audits.models import AuditPolicy, AuditRun, Finding, MetricResult
-
 from audits.services import audit_policy_update, audit_run_create
 from governance import selectors
 from governance.apis import GovernanceApi
+
+
+# The fields of audits.models.Measurement, shared by metric results and findings.
+MEASUREMENT_FIELDS = ["metric", "attribute", "group", "reference_group", "column", "value", "ci_low", "ci_high"]
 
 
 class FindingOutput(serializers.ModelSerializer):
@@ -24,14 +27,7 @@ class FindingOutput(serializers.ModelSerializer):
             "id",
             "severity",
             "category",
-            "metric",
-            "attribute",
-            "group",
-            "reference_group",
-            "column",
-            "value",
-            "ci_low",
-            "ci_high",
+            *MEASUREMENT_FIELDS,
             "threshold_low",
             "threshold_high",
             "message",
@@ -77,21 +73,7 @@ class AuditRunSummaryOutput(AuditRunOutput):
 class MetricResultOutput(serializers.ModelSerializer):
     class Meta:
         model = MetricResult
-        fields = [
-            "category",
-            "metric",
-            "attribute",
-            "group",
-            "reference_group",
-            "column",
-            "value",
-            "ci_low",
-            "ci_high",
-            "p_value",
-            "status",
-            "n",
-            "details",
-        ]
+        fields = ["category", *MEASUREMENT_FIELDS, "p_value", "status", "n", "details"]
 
 
 class AuditRunListCreateApi(GovernanceApi):
