@@ -15,7 +15,6 @@ from audits.services import audit_policy_update, audit_run_create
 from governance import selectors
 from governance.apis import GovernanceApi
 
-
 # The fields of audits.models.Measurement, shared by metric results and findings.
 MEASUREMENT_FIELDS = ["metric", "attribute", "group", "reference_group", "column", "value", "ci_low", "ci_high"]
 
