@@ -47,7 +47,8 @@ DEFAULT_BOUNDS: dict[str, Bound] = {
     "positive_predictive_value_difference": _parity(0.1),
     "auroc_difference": _parity(0.05),
     "calibration_in_the_large_difference": _parity(0.05),
-    "expected_calibration_error_difference": _parity(0.05),
+    # ECE has no interval, so its difference is judged on the estimate alone: informative only.
+    "expected_calibration_error_difference": _parity(0.05, "info"),
     # Drift and quality.
     "share_drifted_columns": Bound(None, 0.5, "warning"),
     "prediction_drift": Bound(None, None, "warning"),
@@ -90,10 +91,18 @@ class Policy:
         for metric, spec in (data.get("bounds") or {}).items():
             if not isinstance(spec, dict) or not ({"low", "high", "severity"} >= set(spec)):
                 raise TableError(f"policy bound of {metric!r} must be an object with low, high and severity")
-            severity = spec.get("severity", bounds.get(metric, Bound(None, None)).severity)
+            # A key left out keeps the default; an explicit null removes that side of the range.
+            default = bounds.get(metric, Bound(None, None))
+            severity = spec.get("severity", default.severity)
             if severity not in SEVERITIES:
                 raise TableError(f"policy bound of {metric!r}: severity must be one of {', '.join(SEVERITIES)}")
-            bounds[metric] = Bound(spec.get("low"), spec.get("high"), severity)
+            low = spec.get("low", default.low)
+            high = spec.get("high", default.high)
+            for side, value in (("low", low), ("high", high)):
+                if value is not None and not isinstance(value, int | float):
+                    raise TableError(f"policy bound of {metric!r}: {side} must be a number or null")
+            bounds[metric] = Bound(low, high, severity)
+
         overrides: dict[str, Any] = {key: data[key] for key in known - {"bounds"} if key in data}
         if "fail_on" in overrides:
             overrides["fail_on"] = tuple(overrides["fail_on"])

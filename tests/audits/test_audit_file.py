@@ -89,3 +89,72 @@ def test_it_names_a_missing_file(tmp_path) -> None:
         call_command(
             "audit_file", str(tmp_path / "nope.csv"), "--label", "y", "--prediction", "p", "--protected", "race"
         )
+
+
+def test_it_takes_a_policy_file_and_a_minimum_group_size(tmp_path) -> None:
+    clinical_frame(3000).to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "policy.json").write_text('{"ci_rule": "point", "bounds": {"disparate_impact": {"low": 0.9}}}')
+    out = StringIO()
+    call_command(
+        "audit_file",
+        str(tmp_path / "data.csv"),
+        "--label",
+        "sepsis",
+        "--prediction",
+        "alert",
+        "--protected",
+        "race=White",
+        "--policy",
+        str(tmp_path / "policy.json"),
+        "--min-group-size",
+        "400",
+        stdout=out,
+    )
+    result = json.loads(out.getvalue())
+    assert result["policy"]["ci_rule"] == "point" and result["policy"]["min_group_size"] == 400
+    assert result["policy"]["bounds"]["disparate_impact"] == {"low": 0.9, "high": 1.25, "severity": "critical"}
+    status = {d["group"]: d["status"] for d in result["fairness"]["disparities"] if d["metric"] == "disparate_impact"}
+    # Black (n=605) breaches 0.9 on the point estimate; Asian and Hispanic (n~300) are under 400: not judged.
+    assert status == {"Black": "fail", "Asian": "insufficient_data", "Hispanic": "insufficient_data"}
+    assert result["verdict"] == "fail"
+
+
+def test_a_risk_score_alone_is_audited_at_the_operating_point(tmp_path) -> None:
+    clinical_frame(1000).drop(columns=["alert"]).to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "policy.json").write_text('{"operating_point": 0.35}')
+    out = StringIO()
+    call_command(
+        "audit_file",
+        str(tmp_path / "data.csv"),
+        "--label",
+        "sepsis",
+        "--score",
+        "score",
+        "--protected",
+        "race",
+        "--policy",
+        str(tmp_path / "policy.json"),
+        stdout=out,
+    )
+    result = json.loads(out.getvalue())
+    frame = clinical_frame(1000)
+    white = next(g for g in result["fairness"]["groups"] if g["group"] == "White")
+    assert white["selection_rate"] == pytest.approx((frame[frame.race == "White"].score >= 0.35).mean())
+
+
+def test_a_malformed_policy_file_is_refused_with_the_reason(tmp_path) -> None:
+    clinical_frame(100).to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "policy.json").write_text('{"ci_rul": "point"}')
+    with pytest.raises(CommandError, match="unknown policy keys: ci_rul"):
+        call_command(
+            "audit_file",
+            str(tmp_path / "data.csv"),
+            "--label",
+            "sepsis",
+            "--prediction",
+            "alert",
+            "--protected",
+            "race",
+            "--policy",
+            str(tmp_path / "policy.json"),
+        )

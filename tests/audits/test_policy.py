@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audits.engines.errors import TableError
-from audits.engines.policy import Policy
+from audits.engines.policy import Bound, Policy
 from audits.models import AuditRun, Finding
 from audits.services import audit_policy_update, audit_run_create, audit_run_execute
 from governance.models import GovernanceEvent
@@ -50,6 +50,12 @@ def test_a_viewer_cannot_change_the_policy_and_a_bad_policy_is_refused(team, mod
     assert "severity must be one of critical, warning, info" in bad.json()["detail"]
     outsider = client_for(team.outsider, team.outsider_organization)
     assert outsider.get(url).status_code == 404
+
+
+def test_a_partial_bound_keeps_the_default_of_what_it_leaves_out() -> None:
+    policy = Policy.from_dict({"bounds": {"disparate_impact": {"low": 0.9}, "auroc_difference": {"high": None}}})
+    assert policy.bounds["disparate_impact"] == Bound(0.9, 1.25, "critical")
+    assert policy.bounds["auroc_difference"] == Bound(-0.05, None, "warning")
 
 
 def test_policy_from_dict_names_what_is_wrong() -> None:

@@ -21,7 +21,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("data", help="CSV or Parquet file to audit")
         parser.add_argument("--label", required=True, help="column with the observed outcome (0/1)")
-        parser.add_argument("--prediction", required=True, help="column with the model's decision (0/1)")
+        parser.add_argument(
+            "--prediction", help="column with the model's decision (0/1); without it, score >= operating point"
+        )
         parser.add_argument("--score", help="column with the model's score")
         parser.add_argument(
             "--protected", required=True, help="COL[=REFERENCE_GROUP][,COL[=REFERENCE_GROUP]]: the protected attributes"
@@ -31,17 +33,29 @@ class Command(BaseCommand):
         )
         parser.add_argument("--categorical", help="comma-separated features whose numbers are codes, not quantities")
         parser.add_argument("--reference", help="reference CSV or Parquet file, for drift")
+        parser.add_argument("--alt-outcome", help="column with a direct measure of need, for the label-choice audit")
+        parser.add_argument("--min-group-size", type=int, help="groups smaller than this are not judged")
+        parser.add_argument("--policy", help="JSON policy file (see README: policies)")
         parser.add_argument("--format", choices=["json", "text"], default="json")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        import pyarrow.compute as pc
+
         from audits.engines.audit import audit_chunks
+        from audits.engines.policy import Policy
         from audits.engines.roles_text import parse_protected, split_names
-        from audits.engines.tables import ColumnRoles, read_table, validate_roles
+        from audits.engines.tables import ColumnRoles, read_table, score_is_probability, validate_roles
 
         try:
             data = self._read(options["data"], read_table)
             protected = parse_protected(options["protected"])
-            named = {options["label"], options["prediction"], options["score"], *(p["column"] for p in protected)}
+            named = {
+                options["label"],
+                options["prediction"],
+                options["score"],
+                options["alt_outcome"],
+                *(p["column"] for p in protected),
+            }
             features = split_names(options["features"] or "") or [c for c in data.column_names if c not in named]
             roles = ColumnRoles.from_dict(
                 {
@@ -51,8 +65,12 @@ class Command(BaseCommand):
                     "protected": protected,
                     "features": features,
                     "categorical": split_names(options["categorical"] or ""),
+                    "alternative_outcome": options["alt_outcome"],
                 }
             )
+            policy = Policy.from_json_file(options["policy"]) if options["policy"] else Policy()
+            if options["min_group_size"] is not None:
+                policy = Policy.from_dict({**policy.to_dict(), "min_group_size": options["min_group_size"]})
             validate_roles(data, roles)
             drift_current = drift_reference = None
             if options["reference"]:
@@ -61,7 +79,18 @@ class Command(BaseCommand):
                 drift_current = data.select(shared).to_pandas()
                 drift_reference = reference.select(shared).to_pandas()
             chunks = (batch.to_pandas() for batch in data.select(roles.all_columns()).to_batches(100_000))
-            result, _ = audit_chunks(chunks, roles=roles, drift_current=drift_current, drift_reference=drift_reference)
+            is_probability = True
+            if roles.score:
+                minimum, maximum = pc.min_max(data.column(roles.score)).values()
+                is_probability = score_is_probability(minimum.as_py(), maximum.as_py())
+            result, _ = audit_chunks(
+                chunks,
+                roles=roles,
+                policy=policy,
+                score_is_probability=is_probability,
+                drift_current=drift_current,
+                drift_reference=drift_reference,
+            )
         except TableError as exc:
             raise CommandError(str(exc)) from None
         if options["format"] == "json":
@@ -87,7 +116,12 @@ def render_text(result: dict[str, Any]) -> str:
     def fmt(value: Any) -> str:
         return "—" if value is None else f"{value:.3f}"
 
-    lines = [f"Rows audited: {result['rows']}", "", "Fairness by group"]
+    lines = [f"Rows audited: {result['rows']}", f"Verdict: {result['verdict'].upper()}", ""]
+    if result["findings"]:
+        lines.append("Findings")
+        lines += [f"  {f['severity']:<9}{f['message']}" for f in result["findings"]]
+        lines.append("")
+    lines.append("Fairness by group")
     lines.append(f"  {'attribute':<14}{'group':<22}{'n':>8}{'base':>8}{'select':>8}{'TPR':>8}{'FPR':>8}{'PPV':>8}")
     for g in result["fairness"]["groups"]:
         name = g["group"] + (" *" if g["is_reference"] else "")
@@ -98,7 +132,11 @@ def render_text(result: dict[str, Any]) -> str:
         )
     lines += ["  (* reference group)", "", "Disparities against the reference group"]
     for d in result["fairness"]["disparities"]:
-        lines.append(f"  {d['attribute']:<14}{d['group']:<22}{d['metric']:<34}{fmt(d['value']):>8}")
+        interval = f"[{fmt(d['ci'][0])}, {fmt(d['ci'][1])}]" if d["ci"] else ""
+        lines.append(
+            f"  {d['attribute']:<14}{d['group']:<22}{d['metric']:<38}{fmt(d['value']):>8} {interval:<18}{d['status']}"
+        )
+
     drift = result.get("drift")
     if drift:
         lines += [
