@@ -10,7 +10,15 @@ import pandas as pd
 
 from audits.engines.drift import drift_report, split_column_types
 from audits.engines.fairness import FairnessStatistics, fairness_report, fairness_statistics
-from audits.engines.findings import drift_findings, fairness_findings, quality_findings, sort_findings, verdict
+from audits.engines.findings import (
+    drift_findings,
+    fairness_findings,
+    label_choice_findings,
+    quality_findings,
+    sort_findings,
+    verdict,
+)
+from audits.engines.label_choice import LabelChoiceStatistics, label_choice_report, label_choice_statistics
 from audits.engines.policy import Policy
 from audits.engines.quality import QualityStatistics, quality_report, quality_statistics
 from audits.engines.tables import ColumnRoles
@@ -56,7 +64,19 @@ def audit_chunks(
     policy = policy or Policy()
     fairness_stats = FairnessStatistics()
     quality_stats = QualityStatistics()
+    label_choice_stats = LabelChoiceStatistics()
+    audit_label_choice = bool(roles.alternative_outcome and roles.score)
     for chunk in chunks:
+        if audit_label_choice:
+            label_choice_stats = label_choice_stats.merge(
+                label_choice_statistics(
+                    chunk,
+                    score=roles.score,  # type: ignore[arg-type]
+                    alternative_outcome=roles.alternative_outcome,  # type: ignore[arg-type]
+                    protected=roles.protected_columns,
+                    score_is_probability=score_is_probability,
+                )
+            )
         fairness_stats = fairness_stats.merge(
             fairness_statistics(
                 chunk,
@@ -73,6 +93,16 @@ def audit_chunks(
     if on_progress:
         on_progress("fairness and quality computed")
     fairness = fairness_report(fairness_stats, references=roles.references, policy=policy)
+    label_choice = (
+        label_choice_report(
+            label_choice_stats,
+            references=fairness.references,
+            alternative_outcome=roles.alternative_outcome,  # type: ignore[arg-type]
+            min_group_size=policy.min_group_size,
+        )
+        if audit_label_choice
+        else None
+    )
     quality = quality_report(quality_stats)
 
     drift: dict[str, Any] | None = None
@@ -93,6 +123,7 @@ def audit_chunks(
     findings = sort_findings(
         [
             *fairness_findings(fairness_dict, policy),
+            *label_choice_findings(label_choice),
             *drift_findings(drift, roles.to_dict(), policy),
             *quality_findings(quality_dict, policy),
         ]
@@ -104,6 +135,7 @@ def audit_chunks(
         "policy": policy.to_dict(),
         "score_is_probability": score_is_probability if roles.score else None,
         "fairness": fairness_dict,
+        "label_choice": label_choice,
         "drift": drift,
         "quality": quality_dict,
         "findings": findings,

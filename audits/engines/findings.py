@@ -84,6 +84,36 @@ def fairness_findings(fairness: dict[str, Any], policy: Policy) -> list[dict[str
     return findings
 
 
+def label_choice_findings(label_choice: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A warning for every group whose need, at equal score, differs from the reference's beyond chance."""
+    if not label_choice:
+        return []
+    findings = []
+    outcome = label_choice["alternative_outcome"]
+    for gap in label_choice["gaps"]:
+        if gap["status"] != "fail":
+            continue
+        direction = "more" if gap["gap"] > 0 else "less"
+        findings.append(
+            {
+                "severity": "warning",
+                "category": "label_choice",
+                "metric": "label_choice_gap",
+                "attribute": gap["attribute"],
+                "group": gap["group"],
+                "reference": gap["reference"],
+                "column": outcome,
+                "value": gap["gap"],
+                "ci": gap["ci"],
+                "threshold": [0.0, 0.0],
+                "message": f"At equal score, {gap['attribute']} = {gap['group']} has {abs(gap['gap']):.3f} {direction} "
+                f"{outcome!r} than {gap['reference']} (95% CI {gap['ci'][0]:.3f} to {gap['ci'][1]:.3f}): the score may "
+                "understate this group's need (label-choice bias).",
+            }
+        )
+    return findings
+
+
 def drift_findings(drift: dict[str, Any] | None, roles: dict[str, Any], policy: Policy) -> list[dict[str, Any]]:
     if not drift:
         return []
