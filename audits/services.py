@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -191,12 +192,23 @@ def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
                 reference_file, columns=columns, max_rows=settings.AUDIT_DRIFT_MAX_ROWS, seed=run.pk
             )
         sampled = sampled_current or sampled_reference
-    with run.dataset.file.open("rb") as data_file:
+    with ExitStack() as files:
+        data_file = files.enter_context(run.dataset.file.open("rb"))
+        reference_chunks = reference_schema = None
+        if run.reference_dataset is not None:
+            reference_file = files.enter_context(run.reference_dataset.file.open("rb"))
+            shared = [c for c in roles.all_columns() if c in {c["name"] for c in run.reference_dataset.columns}]
+            reference_chunks = iter_parquet_chunks(reference_file, columns=shared)
+            reference_schema = run.reference_dataset.columns
         return audit_chunks(
             iter_parquet_chunks(data_file, columns=roles.all_columns()),
             roles=roles,
             policy=policy,
             score_is_probability=is_probability,
+            reference_chunks=reference_chunks,
+            schema=run.dataset.columns,
+            reference_schema=reference_schema,
+            identifiers=run.dataset.identifier_scan,
             drift_current=drift_current,
             drift_reference=drift_reference,
             drift_sampled=sampled,

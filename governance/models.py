@@ -159,6 +159,10 @@ class Dataset(models.Model):
     row_count = models.BigIntegerField(editable=False)
     columns = models.JSONField(editable=False, help_text="[{name, dtype}] in file order")
     column_roles = models.JSONField(editable=False)
+    identifier_scan = models.JSONField(
+        default=list, editable=False, help_text="Direct identifiers found at upload: column and kind, never a value"
+    )
+
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

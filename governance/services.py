@@ -254,10 +254,13 @@ def dataset_upload(
     1. Refuse files over DATASET_MAX_UPLOAD_BYTES and callers without a write role.
     2. Read the file (CSV or Parquet) and check the roles against it; a bad file raises TableError.
     3. Convert once to Parquet in row groups and store it through Django's storage.
-    4. Record sha256 of the upload and of the Parquet file, rows and schema, and the event.
+    4. Scan every column for direct identifiers (kept with the dataset, raised by its audits).
+    5. Record sha256 of the upload and of the Parquet file, rows and schema, and the event.
+
     """
     import pyarrow.parquet as pq
 
+    from audits.engines.identifiers import scan_identifiers
     from audits.engines.tables import ColumnRoles, read_table, validate_roles
 
     require_role(actor, organization, WRITE_ROLES, doing="Uploading a dataset")
@@ -308,6 +311,7 @@ def dataset_upload(
                 row_count=loaded.table.num_rows,
                 columns=loaded.columns,
                 column_roles=roles.to_dict(),
+                identifier_scan=scan_identifiers(loaded.table),
                 uploaded_by=actor if getattr(actor, "pk", None) else None,
             )
             event_record(

@@ -20,7 +20,7 @@ from audits.engines.findings import (
 )
 from audits.engines.label_choice import LabelChoiceStatistics, label_choice_report, label_choice_statistics
 from audits.engines.policy import Policy
-from audits.engines.quality import QualityStatistics, quality_report, quality_statistics
+from audits.engines.quality import QualityStatistics, quality_report, quality_statistics, reference_ranges
 from audits.engines.tables import ColumnRoles
 
 RESULT_SCHEMA_VERSION = 2
@@ -49,6 +49,10 @@ def audit_chunks(
     roles: ColumnRoles,
     policy: Policy | None = None,
     score_is_probability: bool = True,
+    reference_chunks: Iterable[pd.DataFrame] | None = None,
+    schema: list[dict[str, str]] | None = None,
+    reference_schema: list[dict[str, str]] | None = None,
+    identifiers: list[dict[str, Any]] | None = None,
     drift_current: pd.DataFrame | None = None,
     drift_reference: pd.DataFrame | None = None,
     drift_sampled: bool = False,
@@ -62,6 +66,12 @@ def audit_chunks(
     4. The policy turns breaches into findings, and the findings into a verdict.
     """
     policy = policy or Policy()
+    reference_quality = None
+    if reference_chunks is not None:
+        reference_quality = QualityStatistics()
+        for chunk in reference_chunks:
+            reference_quality = reference_quality.merge(quality_statistics(chunk, hash_rows=False))
+    ranges = reference_ranges(reference_quality) if reference_quality else None
     fairness_stats = FairnessStatistics()
     quality_stats = QualityStatistics()
     label_choice_stats = LabelChoiceStatistics()
@@ -89,7 +99,9 @@ def audit_chunks(
                 intersection_order=policy.intersection_order,
             )
         )
-        quality_stats = quality_stats.merge(quality_statistics(chunk))
+        quality_stats = quality_stats.merge(
+            quality_statistics(chunk, protected=roles.protected_columns, reference_ranges=ranges)
+        )
     if on_progress:
         on_progress("fairness and quality computed")
     fairness = fairness_report(fairness_stats, references=roles.references, policy=policy)
@@ -103,7 +115,14 @@ def audit_chunks(
         if audit_label_choice
         else None
     )
-    quality = quality_report(quality_stats)
+    quality = quality_report(
+        quality_stats,
+        reference=reference_quality,
+        schema=schema,
+        reference_schema=reference_schema,
+        references=fairness.references,
+        identifiers=identifiers,
+    )
 
     drift: dict[str, Any] | None = None
     snapshot = None

@@ -147,7 +147,99 @@ def drift_findings(drift: dict[str, Any] | None, roles: dict[str, Any], policy: 
 
 
 def quality_findings(quality: dict[str, Any], policy: Policy) -> list[dict[str, Any]]:
-    findings = []
+    findings = [
+        _finding(
+            policy,
+            severity=hit["severity"],
+            category="quality",
+            metric="direct_identifier",
+            value=hit["share"],
+            column=hit["column"],
+            message=f"Column {hit['column']!r} looks like a direct identifier ({hit['kind'].replace('_', ' ')}, "
+            f"by its {hit['evidence']}); HIPAA Safe Harbor de-identification removes it. Remove the column, or "
+            "confirm that this data may hold it.",
+        )
+        for hit in quality.get("identifiers", [])
+    ]
+    schema = quality.get("schema") or {}
+    changes = [f"missing {c!r}" for c in schema.get("missing_columns", [])]
+    changes += [f"new {c!r}" for c in schema.get("new_columns", [])]
+    changes += [f"{t['column']!r} {t['reference']} -> {t['current']}" for t in schema.get("type_changes", [])]
+    if changes:
+        findings.append(
+            _finding(
+                policy,
+                category="quality",
+                metric="schema_change",
+                value=float(len(changes)),
+                message="The schema differs from the reference: " + "; ".join(changes) + ".",
+            )
+        )
+    for column in quality["columns"]:
+        name = column["column"]
+        if column.get("constant"):
+            findings.append(
+                _finding(
+                    policy,
+                    category="quality",
+                    metric="constant_column",
+                    value=None,
+                    column=name,
+                    message=f"{name!r} holds a single value: it carries no information and may be a broken feed.",
+                )
+            )
+        if (
+            column.get("out_of_range_share") is not None
+            and policy.status("out_of_range_share", column["out_of_range_share"], None) == "fail"
+        ):
+            findings.append(
+                _finding(
+                    policy,
+                    category="quality",
+                    metric="out_of_range_share",
+                    value=column["out_of_range_share"],
+                    column=name,
+                    message=f"{column['out_of_range']} values of {name!r} "
+                    f"({column['out_of_range_share']:.1%}) lie outside the reference's range.",
+                )
+            )
+        if (
+            column.get("unseen_share") is not None
+            and policy.status("unseen_category_share", column["unseen_share"], None) == "fail"
+        ):
+            findings.append(
+                _finding(
+                    policy,
+                    category="quality",
+                    metric="unseen_category_share",
+                    value=column["unseen_share"],
+                    column=name,
+                    message=f"{column['unseen_rows']} rows ({column['unseen_share']:.1%}) of {name!r} hold "
+                    f"{column['unseen_categories']} categories the reference never had.",
+                )
+            )
+    for row in quality.get("differential_missingness", []):
+        if min(row["n"], row["reference_n"]) < policy.min_group_size or row["difference"] is None:
+            continue
+        interval = (row["ci"][0], row["ci"][1]) if row["ci"] else None
+        if policy.status("differential_missingness", row["difference"], interval) == "fail":
+            findings.append(
+                _finding(
+                    policy,
+                    category="quality",
+                    metric="differential_missingness",
+                    value=row["difference"],
+                    ci=row["ci"],
+                    attribute=row["attribute"],
+                    group=row["group"],
+                    reference=row["reference"],
+                    column=row["column"],
+                    message=f"{row['column']!r} is missing for {row['missing_share']:.1%} of {row['attribute']} = "
+                    f"{row['group']} against {row['reference_missing_share']:.1%} of {row['reference']}: missingness "
+                    "that differs by group can bias the model and the audit.",
+                )
+            )
+
     for column in quality["columns"]:
         if policy.status("missing_share", column["missing_share"], None) == "fail":
             findings.append(

@@ -54,6 +54,12 @@ DEFAULT_BOUNDS: dict[str, Bound] = {
     "prediction_drift": Bound(None, None, "warning"),
     "missing_share": Bound(None, 0.2, "warning"),
     "duplicate_share": Bound(None, 0.01, "warning"),
+    "out_of_range_share": Bound(None, 0.01, "warning"),
+    "unseen_category_share": Bound(None, 0.01, "warning"),
+    "differential_missingness": _parity(0.1),
+    "constant_column": Bound(None, None, "warning"),
+    "schema_change": Bound(None, None, "warning"),
+    "direct_identifier": Bound(None, None, "critical"),
 }
 
 

@@ -126,6 +126,41 @@ def test_a_run_that_cannot_be_audited_fails_with_a_readable_error(team, model_ve
     assert GovernanceEvent.objects.filter(action="audit_run.failed", object_id=str(run.pk)).exists()
 
 
+def test_an_identifier_in_the_upload_is_a_critical_finding_and_fails_the_verdict(team, model_version, media_root):
+    frame = clinical_frame(500)
+    frame["patient_email"] = [f"p{i}@hospital.example" for i in range(500)]
+    dataset = upload_frame(team, frame, name="leaky")
+    assert [(h["column"], h["kind"]) for h in dataset.identifier_scan] == [("patient_email", "email")]
+    run = audit_run_create(model_version=model_version, dataset=dataset, reference_dataset=None, actor=team.owner)
+    audit_run_execute(run_id=run.pk, worker="w")
+    run.refresh_from_db()
+    finding = run.findings.get(metric="direct_identifier")
+    assert (finding.severity, finding.column) == ("critical", "patient_email")
+    assert "hospital.example" not in finding.message
+    assert run.verdict == "fail"
+
+
+def test_a_reference_brings_schema_range_and_category_checks(team, model_version, media_root) -> None:
+    reference_frame = clinical_frame(1000, seed=1)
+    current_frame = clinical_frame(1000, seed=2)
+    current_frame.loc[current_frame.index[:100], "ward"] = "telemetry"
+    current_frame.loc[current_frame.index[100:150], "lactate"] = 99.0
+    reference = upload_frame(team, reference_frame, name="reference", kind="reference")
+    current = upload_frame(
+        team, current_frame.drop(columns=["score"]), name="current", roles={**CLINICAL_ROLES, "score": None}
+    )
+    run = audit_run_create(model_version=model_version, dataset=current, reference_dataset=reference, actor=team.owner)
+    audit_run_execute(run_id=run.pk, worker="w")
+    run.refresh_from_db()
+    quality = run.result["quality"]
+    assert quality["schema"]["missing_columns"] == ["score"]
+    columns = {c["column"]: c for c in quality["columns"]}
+    assert (columns["ward"]["unseen_categories"], columns["ward"]["unseen_rows"]) == (1, 100)
+    assert columns["lactate"]["out_of_range"] >= 50
+    metrics = set(run.findings.values_list("metric", flat=True))
+    assert {"schema_change", "unseen_category_share", "out_of_range_share"} <= metrics
+
+
 def test_an_audit_across_organizations_is_refused(team, model_version, media_root) -> None:
     from governance import services
     from governance.services import ServiceError

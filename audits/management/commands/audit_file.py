@@ -42,6 +42,7 @@ class Command(BaseCommand):
         import pyarrow.compute as pc
 
         from audits.engines.audit import audit_chunks
+        from audits.engines.identifiers import scan_identifiers
         from audits.engines.policy import Policy
         from audits.engines.roles_text import parse_protected, split_names
         from audits.engines.tables import ColumnRoles, read_table, score_is_probability, validate_roles
@@ -72,12 +73,14 @@ class Command(BaseCommand):
             if options["min_group_size"] is not None:
                 policy = Policy.from_dict({**policy.to_dict(), "min_group_size": options["min_group_size"]})
             validate_roles(data, roles)
-            drift_current = drift_reference = None
+            drift_current = drift_reference = reference_chunks = reference_schema = None
             if options["reference"]:
                 reference = self._read(options["reference"], read_table)
                 shared = [c for c in roles.all_columns() if c in reference.column_names]
                 drift_current = data.select(shared).to_pandas()
                 drift_reference = reference.select(shared).to_pandas()
+                reference_chunks = (batch.to_pandas() for batch in reference.select(shared).to_batches(100_000))
+                reference_schema = [{"name": f.name, "dtype": str(f.type)} for f in reference.schema]
             chunks = (batch.to_pandas() for batch in data.select(roles.all_columns()).to_batches(100_000))
             is_probability = True
             if roles.score:
@@ -88,6 +91,10 @@ class Command(BaseCommand):
                 roles=roles,
                 policy=policy,
                 score_is_probability=is_probability,
+                reference_chunks=reference_chunks,
+                schema=[{"name": f.name, "dtype": str(f.type)} for f in data.schema],
+                reference_schema=reference_schema,
+                identifiers=scan_identifiers(data),
                 drift_current=drift_current,
                 drift_reference=drift_reference,
             )
