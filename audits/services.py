@@ -147,7 +147,7 @@ def _readable_error(exc: Exception) -> str:
     if isinstance(exc, SoftTimeLimitExceeded):
         return f"the audit took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s and was stopped"
     if isinstance(exc, MemoryError):
-        return "the audit ran out of memory; lower AUDIT_DRIFT_MAX_ROWS or give the worker more memory"
+        return "the audit ran out of memory; lower AUDIT_EVIDENTLY_REPORT_ROWS or give the worker more memory"
     return f"internal error ({type(exc).__name__}): {exc}"
 
 
@@ -160,7 +160,7 @@ def audit_policy_for(run: AuditRun) -> Policy:
 
 
 def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
-    from audits.engines.audit import audit_chunks, drift_columns
+    from audits.engines.audit import audit_chunks, drift_column_types
     from audits.engines.tables import (
         ColumnRoles,
         iter_parquet_chunks,
@@ -176,30 +176,28 @@ def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
         with run.dataset.file.open("rb") as data_file:
             is_probability = score_is_probability(*parquet_min_max(data_file, roles.score))
     progress("reading data")
-    drift_current = drift_reference = None
-    sampled = False
-    if run.reference_dataset is not None:
-        reference_columns = {c["name"] for c in run.reference_dataset.columns}
-        columns = [c for c in drift_columns(roles, [c["name"] for c in run.dataset.columns]) if c in reference_columns]
-        if not columns:
-            raise AuditInputError("the reference dataset shares none of the audited dataset's feature columns")
-        with run.dataset.file.open("rb") as current_file:
-            drift_current, sampled_current = read_parquet_sample(
-                current_file, columns=columns, max_rows=settings.AUDIT_DRIFT_MAX_ROWS, seed=run.pk
-            )
-        with run.reference_dataset.file.open("rb") as reference_file:
-            drift_reference, sampled_reference = read_parquet_sample(
-                reference_file, columns=columns, max_rows=settings.AUDIT_DRIFT_MAX_ROWS, seed=run.pk
-            )
-        sampled = sampled_current or sampled_reference
     with ExitStack() as files:
         data_file = files.enter_context(run.dataset.file.open("rb"))
-        reference_chunks = reference_schema = None
+        reference_chunks = reference_schema = ranges = evidently_sample = None
         if run.reference_dataset is not None:
             reference_file = files.enter_context(run.reference_dataset.file.open("rb"))
-            shared = [c for c in roles.all_columns() if c in {c["name"] for c in run.reference_dataset.columns}]
-            reference_chunks = iter_parquet_chunks(reference_file, columns=shared)
             reference_schema = run.reference_dataset.columns
+            numerical, categorical = drift_column_types(roles, run.dataset.columns, reference_schema)
+            if not numerical and not categorical:
+                raise AuditInputError("the reference dataset shares none of the audited dataset's feature columns")
+            ranges = {}
+            for column in numerical:
+                bounds = [*parquet_min_max(data_file, column), *parquet_min_max(reference_file, column)]
+                known = [b for b in bounds if b is not None]
+                if known:
+                    ranges[column] = (float(min(known)), float(max(known)))
+            shared = [c for c in roles.all_columns() if c in {c["name"] for c in reference_schema}]
+            reference_chunks = iter_parquet_chunks(reference_file, columns=shared)
+            limit = settings.AUDIT_EVIDENTLY_REPORT_ROWS
+            evidently_sample = (
+                read_parquet_sample(reference_file, columns=numerical + categorical, max_rows=limit, seed=run.pk)[0],
+                read_parquet_sample(data_file, columns=numerical + categorical, max_rows=limit, seed=run.pk)[0],
+            )
         return audit_chunks(
             iter_parquet_chunks(data_file, columns=roles.all_columns()),
             roles=roles,
@@ -208,10 +206,9 @@ def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
             reference_chunks=reference_chunks,
             schema=run.dataset.columns,
             reference_schema=reference_schema,
+            numeric_ranges=ranges,
             identifiers=run.dataset.identifier_scan,
-            drift_current=drift_current,
-            drift_reference=drift_reference,
-            drift_sampled=sampled,
+            evidently_sample=evidently_sample,
             on_progress=progress,
         )
 

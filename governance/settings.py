@@ -253,9 +253,10 @@ CELERY_BEAT_SCHEDULE = {
 # dispatched again (its message may have been lost).
 AUDIT_RUN_LEASE_SECONDS = envint("AUDIT_RUN_LEASE_SECONDS", 15 * 60)
 AUDIT_RUN_REDISPATCH_AFTER_SECONDS = envint("AUDIT_RUN_REDISPATCH_AFTER_SECONDS", 5 * 60)
-# Evidently needs whole columns in memory; above this many rows per dataset the drift
-# engine runs on a seeded uniform sample and says so in the result.
-AUDIT_DRIFT_MAX_ROWS = envint("AUDIT_DRIFT_MAX_ROWS", 200_000)
+# Evidently's interactive drift report holds whole columns in memory: above this many rows
+# per dataset it is rendered from a seeded uniform sample (the verdicts never are).
+AUDIT_EVIDENTLY_REPORT_ROWS = envint("AUDIT_EVIDENTLY_REPORT_ROWS", 100_000)
+
 
 # API tokens are stored as an HMAC keyed with this (defaults to SECRET_KEY).
 API_TOKEN_HMAC_KEY = envstr("API_TOKEN_HMAC_KEY") or SECRET_KEY

@@ -8,7 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from audits.engines.drift import drift_report, split_column_types
+from audits.engines.drift import DriftStatistics, drift_report, drift_statistics
+from audits.engines.evidently_report import drift_snapshot
 from audits.engines.fairness import FairnessStatistics, fairness_report, fairness_statistics
 from audits.engines.findings import (
     drift_findings,
@@ -43,6 +44,31 @@ def drift_columns(roles: ColumnRoles, available: list[str]) -> list[str]:
     return [c for c in dict.fromkeys(wanted) if c and c in available]
 
 
+NUMERIC_TYPES = ("int", "uint", "float", "double", "halffloat", "decimal")
+
+
+def drift_column_types(
+    roles: ColumnRoles, schema: list[dict[str, str]], reference_schema: list[dict[str, str]]
+) -> tuple[list[str], list[str]]:
+    """The drift columns present in both datasets, split into numerical and categorical.
+
+    A column is numerical when its stored type is a number, unless it is declared categorical;
+    the label and the prediction are classes, whatever their type.
+    """
+    types = {c["name"]: c["dtype"] for c in schema}
+    in_reference = {c["name"] for c in reference_schema}
+    declared = {c for c in (*roles.categorical, roles.label, roles.prediction) if c}
+    numerical, categorical = [], []
+    for column in drift_columns(roles, list(types)):
+        if column not in in_reference:
+            continue
+        if column not in declared and types[column].startswith(NUMERIC_TYPES):
+            numerical.append(column)
+        else:
+            categorical.append(column)
+    return numerical, categorical
+
+
 def audit_chunks(
     chunks: Iterable[pd.DataFrame],
     *,
@@ -52,28 +78,41 @@ def audit_chunks(
     reference_chunks: Iterable[pd.DataFrame] | None = None,
     schema: list[dict[str, str]] | None = None,
     reference_schema: list[dict[str, str]] | None = None,
+    numeric_ranges: dict[str, tuple[float, float]] | None = None,
     identifiers: list[dict[str, Any]] | None = None,
-    drift_current: pd.DataFrame | None = None,
-    drift_reference: pd.DataFrame | None = None,
-    drift_sampled: bool = False,
+    evidently_sample: tuple[pd.DataFrame, pd.DataFrame] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Audit a dataset given as chunks of rows; returns the result document and Evidently's snapshot.
 
-    1. Each chunk becomes fairness and quality statistics, merged as they come.
-    2. Fairness metrics and quality figures are computed from the merged statistics.
-    3. With a reference, drift is computed by Evidently on the drift columns.
+    1. The reference, if any, is read first, chunk by chunk: its quality profile (ranges,
+       categories) and its drift statistics.
+    2. Each chunk of the audited data becomes fairness, label-choice, quality and drift
+       statistics, merged as they come.
+    3. Metrics, intervals, tests and verdicts are computed from the merged statistics.
     4. The policy turns breaches into findings, and the findings into a verdict.
+    5. With an Evidently sample (reference, current), Evidently renders its interactive report.
     """
     policy = policy or Policy()
-    reference_quality = None
+    numerical: list[str] = []
+    categorical: list[str] = []
+    reference_quality = reference_drift = None
     if reference_chunks is not None:
-        reference_quality = QualityStatistics()
+        if schema is None or reference_schema is None:
+            raise ValueError("a reference needs the schemas of both datasets")
+        numerical, categorical = drift_column_types(roles, schema, reference_schema)
+        reference_quality, reference_drift = QualityStatistics(), DriftStatistics()
         for chunk in reference_chunks:
             reference_quality = reference_quality.merge(quality_statistics(chunk, hash_rows=False))
+            reference_drift = reference_drift.merge(
+                drift_statistics(chunk, numerical=numerical, categorical=categorical, ranges=numeric_ranges)
+            )
+        if on_progress:
+            on_progress("reference read")
     ranges = reference_ranges(reference_quality) if reference_quality else None
     fairness_stats = FairnessStatistics()
     quality_stats = QualityStatistics()
+    drift_stats = DriftStatistics()
     label_choice_stats = LabelChoiceStatistics()
     audit_label_choice = bool(roles.alternative_outcome and roles.score)
     for chunk in chunks:
@@ -102,8 +141,12 @@ def audit_chunks(
         quality_stats = quality_stats.merge(
             quality_statistics(chunk, protected=roles.protected_columns, reference_ranges=ranges)
         )
+        if reference_drift is not None:
+            drift_stats = drift_stats.merge(
+                drift_statistics(chunk, numerical=numerical, categorical=categorical, ranges=numeric_ranges)
+            )
     if on_progress:
-        on_progress("fairness and quality computed")
+        on_progress("statistics gathered")
     fairness = fairness_report(fairness_stats, references=roles.references, policy=policy)
     label_choice = (
         label_choice_report(
@@ -123,20 +166,24 @@ def audit_chunks(
         references=fairness.references,
         identifiers=identifiers,
     )
+    drift = None
+    if reference_drift is not None:
+        drift = drift_report(
+            reference_drift,
+            drift_stats,
+            columns=[*numerical, *categorical],
+            reference_rows=reference_quality.rows if reference_quality else 0,
+            current_rows=quality.rows,
+        ).to_dict()
 
-    drift: dict[str, Any] | None = None
     snapshot = None
-    if drift_current is not None and drift_reference is not None:
-        columns = [c for c in drift_columns(roles, list(drift_current.columns)) if c in drift_reference.columns]
-        # The label and the prediction are classes, whatever their dtype.
-        categorical_columns = {c for c in (*roles.categorical, roles.label, roles.prediction) if c}
-        numerical, categorical = split_column_types(drift_reference, columns, categorical_columns=categorical_columns)
-        drift_result, snapshot = drift_report(
-            drift_reference, drift_current, numerical=numerical, categorical=categorical, sampled=drift_sampled
-        )
-        drift = drift_result.to_dict()
-        if on_progress:
-            on_progress("drift computed")
+    if evidently_sample is not None and (numerical or categorical):
+        snapshot = drift_snapshot(*evidently_sample, numerical=numerical, categorical=categorical)
+        if drift is not None:
+            drift["evidently_report_rows"] = {
+                "reference": len(evidently_sample[0]),
+                "current": len(evidently_sample[1]),
+            }
 
     fairness_dict, quality_dict = fairness.to_dict(), quality.to_dict()
     findings = sort_findings(

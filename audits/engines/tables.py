@@ -274,11 +274,14 @@ def binary_values(series: pd.Series, *, column: str, role: str) -> np.ndarray:
 
 def group_labels(series: pd.Series) -> pd.Series:
     """Group names as strings; a missing value is its own group rather than being dropped."""
-    labels = series.astype("string").fillna(MISSING_GROUP)
     # Integer-valued floats (a CSV column with gaps reads as float) keep their integer spelling.
     if pd.api.types.is_float_dtype(series):
-        labels = series.map(lambda v: MISSING_GROUP if pd.isna(v) else _plain(v)).astype("string")
-    return labels
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        known = values[~np.isnan(values)]
+        if np.all(np.isfinite(known) & (np.floor(known) == known)):
+            return series.astype("Int64").astype("string").fillna(MISSING_GROUP)
+        return series.map(lambda v: MISSING_GROUP if pd.isna(v) else _plain(v)).astype("string")
+    return series.astype("string").fillna(MISSING_GROUP)
 
 
 def _plain(value: float) -> Any:

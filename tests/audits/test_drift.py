@@ -1,4 +1,5 @@
-"""The drift engine against the formulas of the tests Evidently picks, computed here with scipy."""
+"""The drift engine against Evidently's DataDriftPreset run on the same data: the same test, score and
+verdict for every column, numerical and categorical, small and large; chunked equal to one pass."""
 
 from __future__ import annotations
 
@@ -6,101 +7,122 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from scipy.spatial import distance
 
-from audits.engines.drift import drift_report, split_column_types
+from audits.engines.drift import DriftStatistics, drift_report, drift_statistics, split_column_types
+from audits.engines.evidently_report import drift_snapshot, evidently_verdicts
 
 
 def _frames(n_reference: int, n_current: int, seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
-    reference = pd.DataFrame(
-        {
-            "age": rng.normal(60, 12, n_reference).round(1),
-            "creatinine": rng.lognormal(0, 0.3, n_reference).round(3),
-            "ward": rng.choice(["icu", "medical", "surgical"], n_reference, p=[0.2, 0.5, 0.3]),
-            "insurance": rng.choice(["public", "private", "none"], n_reference, p=[0.5, 0.4, 0.1]),
-        }
+
+    def make(n: int, shifted: bool) -> pd.DataFrame:
+        frame = pd.DataFrame(
+            {
+                "age": rng.normal(68 if shifted else 60, 12, n).round(1),
+                "creatinine": rng.lognormal(0, 0.3, n).round(3),
+                "heart_rate": rng.normal(80, 15, n),  # continuous: more distinct values than the exact limit at 1M
+                "sofa": rng.integers(0, 4 if shifted else 5, n),  # numerical, at most five values
+                "ward": rng.choice(
+                    ["icu", "medical", "surgical"], n, p=[0.5, 0.3, 0.2] if shifted else [0.2, 0.5, 0.3]
+                ),
+                "insurance": rng.choice(["public", "private", "none"], n, p=[0.5, 0.4, 0.1]),
+                "flagged": rng.choice([0, 1], n, p=[0.7, 0.3] if shifted else [0.8, 0.2]),
+                "sex": rng.choice(["female", "male"], n),
+            }
+        )
+        frame.loc[frame.sample(frac=0.03, random_state=seed).index, "creatinine"] = np.nan
+        return frame
+
+    return make(n_reference, False), make(n_current, True)
+
+
+CATEGORICAL = ["ward", "insurance", "flagged", "sex"]
+
+
+def _ours(reference: pd.DataFrame, current: pd.DataFrame, *, chunk: int | None = None):
+    numerical, categorical = split_column_types(reference, list(reference.columns), categorical_columns=CATEGORICAL)
+    both = pd.concat([reference, current])
+    ranges = {c: (float(both[c].min()), float(both[c].max())) for c in numerical}
+
+    def gather(frame: pd.DataFrame) -> DriftStatistics:
+        statistics = DriftStatistics()
+        step = chunk or len(frame)
+        for start in range(0, len(frame), step):
+            statistics = statistics.merge(
+                drift_statistics(
+                    frame.iloc[start : start + step],
+                    numerical=numerical,
+                    categorical=categorical,
+                    ranges=ranges,
+                )
+            )
+        return statistics
+
+    result = drift_report(gather(reference), gather(current), columns=numerical + categorical)
+    return {c.column: c for c in result.columns}, result, numerical, categorical
+
+
+def _evidently(reference: pd.DataFrame, current: pd.DataFrame, numerical: list[str], categorical: list[str]):
+    return evidently_verdicts(drift_snapshot(reference, current, numerical=numerical, categorical=categorical))
+
+
+@pytest.mark.parametrize(("n_reference", "n_current"), [(600, 400), (1000, 3000), (5000, 4000), (40_000, 30_000)])
+def test_every_column_gets_evidentlys_test_score_and_verdict(n_reference: int, n_current: int) -> None:
+    reference, current = _frames(n_reference, n_current)
+    ours, result, numerical, categorical = _ours(reference, current)
+    theirs = _evidently(reference, current, numerical, categorical)
+    for column, expected in theirs["columns"].items():
+        mine = ours[column]
+        assert (mine.stattest, mine.threshold) == (expected["stattest"], expected["threshold"]), column
+        assert mine.score == pytest.approx(expected["score"], rel=1e-9, abs=1e-12), column
+        assert mine.drifted is expected["drifted"], column
+        assert not mine.approximate
+    assert result.share_drifted == pytest.approx(theirs["share_drifted"])
+    assert {c.stattest for c in ours.values()} >= (
+        {"K-S p_value", "chi-square p_value", "Z-test p_value"}
+        if n_reference <= 1000
+        else {"Wasserstein distance (normed)", "Jensen-Shannon distance"}
     )
-    current = pd.DataFrame(
-        {
-            "age": rng.normal(68, 12, n_current).round(1),  # shifted
-            "creatinine": rng.lognormal(0, 0.3, n_current).round(3),  # same distribution
-            "ward": rng.choice(["icu", "medical", "surgical"], n_current, p=[0.5, 0.3, 0.2]),  # shifted
-            "insurance": rng.choice(["public", "private", "none"], n_current, p=[0.5, 0.4, 0.1]),  # same
-        }
-    )
-    return reference, current
 
 
-def _run(reference: pd.DataFrame, current: pd.DataFrame):
-    numerical, categorical = split_column_types(reference, list(reference.columns))
-    result, _ = drift_report(reference, current, numerical=numerical, categorical=categorical)
-    return {c.column: c for c in result.columns}, result
+def test_psi_equals_evidentlys_psi() -> None:
+    from evidently.legacy.calculations.stattests.psi import _psi
+    from evidently.legacy.core import ColumnType
+
+    reference, current = _frames(3000, 2500)
+    ours, _, numerical, _ = _ours(reference, current)
+    for column in ("age", "sofa", "ward", "creatinine"):
+        kind = ColumnType.Numerical if column in numerical else ColumnType.Categorical
+        expected, _ = _psi(reference[column].dropna(), current[column].dropna(), kind, 0.1)
+        assert ours[column].psi == pytest.approx(expected, rel=1e-9), column
 
 
-def test_large_numeric_columns_use_normed_wasserstein_as_scipy_computes_it() -> None:
-    reference, current = _frames(5000, 4000)
-    columns, _ = _run(reference, current)
-    for name, should_drift in (("age", True), ("creatinine", False)):
-        column = columns[name]
-        expected = stats.wasserstein_distance(reference[name], current[name]) / max(np.std(reference[name]), 0.001)
-        assert column.stattest == "Wasserstein distance (normed)"
-        assert column.threshold == 0.1
-        assert column.score == pytest.approx(expected, rel=1e-9)
-        assert column.drifted is should_drift
-        assert column.drifted == (expected >= 0.1)
+def test_chunked_statistics_give_the_same_verdicts_and_scores() -> None:
+    reference, current = _frames(5000, 4000, seed=3)
+    one, _, _, _ = _ours(reference, current)
+    chunked, _, _, _ = _ours(reference, current, chunk=613)
+    for column, result in one.items():
+        assert (chunked[column].stattest, chunked[column].drifted) == (result.stattest, result.drifted)
+        assert chunked[column].score == pytest.approx(result.score, rel=1e-12, abs=1e-15)
 
 
-def test_large_categorical_columns_use_jensen_shannon_distance_of_the_frequencies() -> None:
-    reference, current = _frames(5000, 4000)
-    columns, _ = _run(reference, current)
-    for name, should_drift in (("ward", True), ("insurance", False)):
-        keys = sorted(set(reference[name]) | set(current[name]))
-        ref = reference[name].value_counts(normalize=True).reindex(keys, fill_value=0).to_numpy()
-        cur = current[name].value_counts(normalize=True).reindex(keys, fill_value=0).to_numpy()
-        expected = distance.jensenshannon(ref, cur)
-        assert columns[name].stattest == "Jensen-Shannon distance"
-        assert columns[name].score == pytest.approx(expected, rel=1e-9)
-        assert columns[name].drifted is should_drift
+def test_a_column_past_the_exact_limit_is_approximated_within_its_stated_bound(monkeypatch) -> None:
+    import audits.engines.drift as drift
+
+    monkeypatch.setattr(drift, "EXACT_DISTINCT_LIMIT", 500)  # force the histogram path on 5000 values
+    reference, current = _frames(5000, 4000, seed=5)
+    ours, _, _, _ = _ours(reference, current)
+    column = ours["heart_rate"]
+    assert column.approximate and column.error_bound is not None
+    exact = stats.wasserstein_distance(reference["heart_rate"], current["heart_rate"]) / np.std(reference["heart_rate"])
+    assert abs(column.score - exact) <= column.error_bound
+    assert column.error_bound < 1e-3
 
 
-def test_small_numeric_columns_use_the_kolmogorov_smirnov_p_value() -> None:
-    reference, current = _frames(400, 300, seed=12)
-    columns, _ = _run(reference, current)
-    for name in ("age", "creatinine"):
-        p_value = stats.ks_2samp(reference[name], current[name]).pvalue
-        assert columns[name].stattest == "K-S p_value"
-        assert columns[name].threshold == 0.05
-        assert columns[name].score == pytest.approx(p_value, rel=1e-9)
-        assert columns[name].drifted == (p_value < 0.05)
-    assert columns["age"].drifted is True
-
-
-def test_dataset_drift_is_declared_when_half_the_columns_drift() -> None:
-    reference, current = _frames(5000, 4000)
-    _, result = _run(reference, current)
-    assert result.share_drifted == pytest.approx(2 / 4)
-    assert result.dataset_drift is True
-    _, steady = _run(reference[["creatinine", "insurance", "age"]], current[["creatinine", "insurance", "age"]])
-    assert steady.share_drifted == pytest.approx(1 / 3)
-    assert steady.dataset_drift is False
-
-
-def test_identical_data_does_not_drift() -> None:
-    reference, _ = _frames(3000, 10)
-    _, result = _run(reference, reference.copy())
-    assert result.share_drifted == 0.0
-    assert all(c.score == pytest.approx(0.0, abs=1e-12) for c in result.columns)
-
-
-def test_numeric_codes_declared_categorical_get_the_categorical_test() -> None:
-    rng = np.random.default_rng(3)
-    reference = pd.DataFrame({"admission_type": rng.choice([1, 2, 3, 5, 6, 7, 8], 3000)})
-    current = pd.DataFrame({"admission_type": rng.choice([1, 2, 3, 5, 6, 7, 8], 3000)})
-    numerical, categorical = split_column_types(reference, ["admission_type"], categorical_columns=["admission_type"])
-    assert (numerical, categorical) == ([], ["admission_type"])
-    result, _ = drift_report(reference, current, numerical=numerical, categorical=categorical)
-    assert result.columns[0].stattest == "Jensen-Shannon distance"
-    assert result.columns[0].column_type == "categorical"
-    as_numbers, _ = _run(reference, current)
-    assert as_numbers["admission_type"].stattest == "Wasserstein distance (normed)"
+def test_missing_and_infinite_values_are_left_out_as_evidently_does() -> None:
+    reference, current = _frames(3000, 3000, seed=8)
+    current.loc[current.index[:50], "age"] = np.inf
+    ours, _, numerical, categorical = _ours(reference, current)
+    theirs = _evidently(reference, current, numerical, categorical)
+    assert ours["age"].current_rows == 2950
+    assert ours["age"].score == pytest.approx(theirs["columns"]["age"]["score"], rel=1e-9)

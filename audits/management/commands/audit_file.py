@@ -41,7 +41,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         import pyarrow.compute as pc
 
-        from audits.engines.audit import audit_chunks
+        from audits.engines.audit import audit_chunks, drift_column_types
         from audits.engines.identifiers import scan_identifiers
         from audits.engines.policy import Policy
         from audits.engines.roles_text import parse_protected, split_names
@@ -73,14 +73,20 @@ class Command(BaseCommand):
             if options["min_group_size"] is not None:
                 policy = Policy.from_dict({**policy.to_dict(), "min_group_size": options["min_group_size"]})
             validate_roles(data, roles)
-            drift_current = drift_reference = reference_chunks = reference_schema = None
+            reference_chunks = reference_schema = ranges = None
+            schema = [{"name": f.name, "dtype": str(f.type)} for f in data.schema]
             if options["reference"]:
                 reference = self._read(options["reference"], read_table)
                 shared = [c for c in roles.all_columns() if c in reference.column_names]
-                drift_current = data.select(shared).to_pandas()
-                drift_reference = reference.select(shared).to_pandas()
                 reference_chunks = (batch.to_pandas() for batch in reference.select(shared).to_batches(100_000))
                 reference_schema = [{"name": f.name, "dtype": str(f.type)} for f in reference.schema]
+                numerical, _ = drift_column_types(roles, schema, reference_schema)
+                ranges = {}
+                for column in numerical:
+                    bounds = [v.as_py() for t in (data, reference) for v in pc.min_max(t.column(column)).values()]
+                    known = [b for b in bounds if b is not None]
+                    if known:
+                        ranges[column] = (float(min(known)), float(max(known)))
             chunks = (batch.to_pandas() for batch in data.select(roles.all_columns()).to_batches(100_000))
             is_probability = True
             if roles.score:
@@ -92,11 +98,10 @@ class Command(BaseCommand):
                 policy=policy,
                 score_is_probability=is_probability,
                 reference_chunks=reference_chunks,
-                schema=[{"name": f.name, "dtype": str(f.type)} for f in data.schema],
+                schema=schema,
                 reference_schema=reference_schema,
+                numeric_ranges=ranges,
                 identifiers=scan_identifiers(data),
-                drift_current=drift_current,
-                drift_reference=drift_reference,
             )
         except TableError as exc:
             raise CommandError(str(exc)) from None
