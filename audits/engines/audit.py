@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from audits.engines.drift import DriftStatistics, drift_report, drift_statistics
+from audits.engines.drift import DriftStatistics, drift_report, drift_statistics, group_drift_report
 from audits.engines.evidently_report import drift_snapshot
 from audits.engines.fairness import FairnessStatistics, fairness_report, fairness_statistics
 from audits.engines.findings import (
@@ -101,11 +101,20 @@ def audit_chunks(
         if schema is None or reference_schema is None:
             raise ValueError("a reference needs the schemas of both datasets")
         numerical, categorical = drift_column_types(roles, schema, reference_schema)
+        # Within each protected group, the model's outputs and the label are followed.
+        group_columns = [c for c in (roles.score, roles.prediction, roles.label) if c in (*numerical, *categorical)]
         reference_quality, reference_drift = QualityStatistics(), DriftStatistics()
         for chunk in reference_chunks:
             reference_quality = reference_quality.merge(quality_statistics(chunk, hash_rows=False))
             reference_drift = reference_drift.merge(
-                drift_statistics(chunk, numerical=numerical, categorical=categorical, ranges=numeric_ranges)
+                drift_statistics(
+                    chunk,
+                    numerical=numerical,
+                    categorical=categorical,
+                    ranges=numeric_ranges,
+                    protected=roles.protected_columns,
+                    group_columns=group_columns,
+                )
             )
         if on_progress:
             on_progress("reference read")
@@ -143,7 +152,14 @@ def audit_chunks(
         )
         if reference_drift is not None:
             drift_stats = drift_stats.merge(
-                drift_statistics(chunk, numerical=numerical, categorical=categorical, ranges=numeric_ranges)
+                drift_statistics(
+                    chunk,
+                    numerical=numerical,
+                    categorical=categorical,
+                    ranges=numeric_ranges,
+                    protected=roles.protected_columns,
+                    group_columns=group_columns,
+                )
             )
     if on_progress:
         on_progress("statistics gathered")
@@ -175,6 +191,7 @@ def audit_chunks(
             reference_rows=reference_quality.rows if reference_quality else 0,
             current_rows=quality.rows,
         ).to_dict()
+        drift["by_group"] = group_drift_report(reference_drift, drift_stats, min_group_size=policy.min_group_size)
 
     snapshot = None
     if evidently_sample is not None and (numerical or categorical):

@@ -127,15 +127,24 @@ class ColumnSketch:
         return math.sqrt(float(np.dot(self.counts, (self.values - mean) ** 2)) / self.count)
 
 
+def _merge_sketches(a: dict[str, ColumnSketch], b: dict[str, ColumnSketch]) -> dict[str, ColumnSketch]:
+    merged = dict(a)
+    for name, sketch in b.items():
+        merged[name] = merged[name].merge(sketch) if name in merged else sketch
+    return merged
+
+
 @dataclass
 class DriftStatistics:
     columns: dict[str, ColumnSketch] = field(default_factory=dict)
+    # Per (protected attribute, group): sketches of the columns followed within groups.
+    groups: dict[tuple[str, str], dict[str, ColumnSketch]] = field(default_factory=dict)
 
     def merge(self, other: DriftStatistics) -> DriftStatistics:
-        merged = dict(self.columns)
-        for name, sketch in other.columns.items():
-            merged[name] = merged[name].merge(sketch) if name in merged else sketch
-        return DriftStatistics(merged)
+        groups = dict(self.groups)
+        for key, sketches in other.groups.items():
+            groups[key] = _merge_sketches(groups[key], sketches) if key in groups else sketches
+        return DriftStatistics(_merge_sketches(self.columns, other.columns), groups)
 
 
 def drift_statistics(
@@ -144,11 +153,55 @@ def drift_statistics(
     numerical: list[str],
     categorical: list[str],
     ranges: dict[str, tuple[float, float]] | None = None,
+    protected: Iterable[str] = (),
+    group_columns: Iterable[str] = (),
 ) -> DriftStatistics:
-    """The sketch of every drift column in one chunk; numerical ranges must span both datasets."""
-    sketches = {c: ColumnSketch.of(frame[c], numerical=True, value_range=(ranges or {}).get(c)) for c in numerical}
-    sketches.update({c: ColumnSketch.of(frame[c], numerical=False, value_range=None) for c in categorical})
-    return DriftStatistics(sketches)
+    """The sketch of every drift column in one chunk, and of group_columns within each protected group.
+
+    Numerical ranges must span both datasets (they fix the histogram bins).
+    """
+
+    def sketch(series: pd.Series, column: str) -> ColumnSketch:
+        if column in numerical:
+            return ColumnSketch.of(series, numerical=True, value_range=(ranges or {}).get(column))
+        return ColumnSketch.of(series, numerical=False, value_range=None)
+
+    sketches = {c: sketch(frame[c], c) for c in [*numerical, *categorical]}
+    followed = [c for c in group_columns if c in sketches]
+    groups: dict[tuple[str, str], dict[str, ColumnSketch]] = {}
+    for attribute in protected if followed else ():
+        labels = group_labels(frame[attribute]).to_numpy(dtype=object)
+        for name in np.unique(labels):
+            members = frame.loc[labels == name, followed]
+            groups[(attribute, str(name))] = {c: sketch(members[c], c) for c in followed}
+    return DriftStatistics(sketches, groups)
+
+
+def group_drift_report(
+    reference: DriftStatistics, current: DriftStatistics, *, min_group_size: int
+) -> list[dict[str, Any]]:
+    """Drift of the followed columns within each protected group present in both datasets."""
+    results = []
+    for key in sorted(current.groups):
+        if key not in reference.groups:
+            continue
+        attribute, group = key
+        ref_sketches, cur_sketches = reference.groups[key], current.groups[key]
+        reference_rows = max((s.count for s in ref_sketches.values()), default=0)
+        current_rows = max((s.count for s in cur_sketches.values()), default=0)
+        record: dict[str, Any] = {
+            "attribute": attribute,
+            "group": group,
+            "reference_rows": reference_rows,
+            "current_rows": current_rows,
+        }
+        if min(reference_rows, current_rows) < min_group_size:
+            record.update(status="insufficient_data", columns=[])
+        else:
+            columns = [column_drift(c, ref_sketches[c], cur_sketches[c]) for c in cur_sketches if c in ref_sketches]
+            record.update(status="assessed", columns=[asdict(c) for c in columns])
+        results.append(record)
+    return results
 
 
 @dataclass

@@ -130,6 +130,24 @@ def drift_findings(drift: dict[str, Any] | None, roles: dict[str, Any], policy: 
             )
         )
     model_outputs = {roles.get("prediction"), roles.get("score")} - {None}
+    drifted_overall = {c["column"] for c in drift["columns"] if c["drifted"]}
+    for group in drift.get("by_group", []):
+        for column in group["columns"]:
+            if column["drifted"] and column["column"] not in drifted_overall:
+                findings.append(
+                    _finding(
+                        policy,
+                        category="drift",
+                        metric="group_drift",
+                        value=column["score"],
+                        attribute=group["attribute"],
+                        group=group["group"],
+                        column=column["column"],
+                        message=f"{column['column']!r} drifted within {group['attribute']} = {group['group']} "
+                        f"({column['stattest']} {column['score']:.4f}, threshold {column['threshold']:g}) although "
+                        "not in the whole population: a shift in one group hidden by the others.",
+                    )
+                )
     for column in drift["columns"]:
         if column["drifted"] and column["column"] in model_outputs:
             findings.append(

@@ -52,6 +52,7 @@ DEFAULT_BOUNDS: dict[str, Bound] = {
     # Drift and quality.
     "share_drifted_columns": Bound(None, 0.5, "warning"),
     "prediction_drift": Bound(None, None, "warning"),
+    "group_drift": Bound(None, None, "warning"),
     "missing_share": Bound(None, 0.2, "warning"),
     "duplicate_share": Bound(None, 0.01, "warning"),
     "out_of_range_share": Bound(None, 0.01, "warning"),

@@ -126,3 +126,42 @@ def test_missing_and_infinite_values_are_left_out_as_evidently_does() -> None:
     theirs = _evidently(reference, current, numerical, categorical)
     assert ours["age"].current_rows == 2950
     assert ours["age"].score == pytest.approx(theirs["columns"]["age"]["score"], rel=1e-9)
+
+
+def test_a_shift_hidden_by_the_whole_population_is_found_within_groups() -> None:
+    from audits.engines.audit import audit_chunks
+    from audits.engines.tables import ColumnRoles
+
+    rng = np.random.default_rng(21)
+
+    def cohort(n: int, swap: bool) -> pd.DataFrame:
+        group = rng.choice(["A", "B"], n)
+        high = (group == "A") if swap else (group == "B")
+        score = np.clip(np.where(high, rng.normal(0.5, 0.1, n), rng.normal(0.3, 0.1, n)), 0, 1).round(4)
+        return pd.DataFrame({"group": group, "score": score, "label": (rng.random(n) < score).astype(int)})
+
+    reference, current = cohort(6000, swap=False), cohort(6000, swap=True)
+    roles = ColumnRoles.from_dict({"label": "label", "score": "score", "protected": ["group"]})
+    schema = [
+        {"name": "group", "dtype": "string"},
+        {"name": "score", "dtype": "double"},
+        {"name": "label", "dtype": "int64"},
+    ]
+    result, _ = audit_chunks(
+        [current],
+        roles=roles,
+        reference_chunks=[reference],
+        schema=schema,
+        reference_schema=schema,
+        numeric_ranges={"score": (0.0, 1.0)},
+    )
+    overall = {c["column"]: c for c in result["drift"]["columns"]}
+    assert overall["score"]["drifted"] is False
+    by_group = {g["group"]: {c["column"]: c for c in g["columns"]} for g in result["drift"]["by_group"]}
+    for name in ("A", "B"):
+        mine = by_group[name]["score"]
+        theirs = _evidently(reference[reference.group == name], current[current.group == name], ["score"], [])
+        assert mine["drifted"] is True and theirs["columns"]["score"]["drifted"] is True
+        assert mine["score"] == pytest.approx(theirs["columns"]["score"]["score"], rel=1e-9)
+    hidden = [f for f in result["findings"] if f["metric"] == "group_drift" and f["column"] == "score"]
+    assert sorted(f["group"] for f in hidden) == ["A", "B"]
