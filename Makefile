@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/governance
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install lint typecheck check-migrations clean
+.PHONY: run test install lint typecheck check-migrations bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,10 @@ typecheck: install
 check-migrations: install
 	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 
+## The audit against Evidently and aif360 on the same generated data (not a test).
+bench: install
+	$(PY) benchmarks/audit_speed.py $(BENCH_ARGS)
+
 clean:
+
 	rm -rf $(VENV) var

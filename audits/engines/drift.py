@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audits.engines.tables import group_labels
+from audits.engines.tables import group_codes
 
 EXACT_DISTINCT_LIMIT = 100_000
 HISTOGRAM_BINS = 1 << 16
@@ -49,8 +49,8 @@ class ColumnSketch:
     count: int = 0
     total: float = 0.0
     total_squares: float = 0.0
-    values: np.ndarray | None = None  # distinct values, sorted (None after overflow)
-    counts: np.ndarray | None = None
+    # The count of every distinct value (hashed, unsorted); None once past EXACT_DISTINCT_LIMIT.
+    value_counts: pd.Series | None = None
     histogram: np.ndarray | None = None
 
     @classmethod
@@ -60,13 +60,15 @@ class ColumnSketch:
             data = data[np.isfinite(data)]
             low, high = value_range if value_range is not None else (0.0, 1.0)
             sketch = cls(True, low, high, len(data), float(data.sum()), float(np.dot(data, data)))
-            sketch.values, sketch.counts = np.unique(data, return_counts=True)
+            sketch.value_counts = pd.Series(data, copy=False).value_counts(sort=False)
             sketch.histogram = np.bincount(sketch._bins(data), minlength=HISTOGRAM_BINS)
         else:
-            data = group_labels(series.dropna())  # integer-valued floats keep their integer spelling
-            sketch = cls(False, count=len(data))
-            values, counts = np.unique(data.to_numpy(dtype=str), return_counts=True)
-            sketch.values, sketch.counts = values, counts
+            data = series.dropna()
+            if pd.api.types.is_float_dtype(data) and np.all(np.floor(data.to_numpy()) == data.to_numpy()):
+                data = data.astype(np.int64)  # 1.0 and 1 are the same category
+            counts = data.value_counts(sort=False)
+            counts.index = counts.index.map(str)
+            sketch = cls(False, count=len(data), value_counts=counts)
         sketch._cap()
         return sketch
 
@@ -77,12 +79,12 @@ class ColumnSketch:
         return np.clip(scaled.astype(np.int64), 0, HISTOGRAM_BINS - 1)
 
     def _cap(self) -> None:
-        if self.values is not None and len(self.values) > EXACT_DISTINCT_LIMIT:
-            self.values = self.counts = None
+        if self.value_counts is not None and len(self.value_counts) > EXACT_DISTINCT_LIMIT:
+            self.value_counts = None
 
     @property
     def exact(self) -> bool:
-        return self.values is not None
+        return self.value_counts is not None
 
     def merge(self, other: ColumnSketch) -> ColumnSketch:
         merged = ColumnSketch(
@@ -93,23 +95,32 @@ class ColumnSketch:
             self.total + other.total,
             self.total_squares + other.total_squares,
         )
-        if self.values is not None and other.values is not None:
-            combined = np.concatenate([self.values, other.values])
-            values, inverse = np.unique(combined, return_inverse=True)
-            merged.values = values
-            merged.counts = np.bincount(
-                inverse,
-                weights=np.concatenate([self.counts, other.counts]),  # type: ignore[list-item]
-                minlength=len(values),
-            ).astype(np.int64)
+        if self.value_counts is not None and other.value_counts is not None:
+            combined = pd.concat([self.value_counts, other.value_counts])
+            merged.value_counts = combined.groupby(level=0, sort=False).sum()
             merged._cap()
         if self.histogram is not None and other.histogram is not None:
             merged.histogram = self.histogram + other.histogram
         return merged
 
     @property
+    def values(self) -> np.ndarray | None:
+        """The distinct values, sorted."""
+        if self.value_counts is None:
+            return None
+        return np.sort(self.value_counts.index.to_numpy())
+
+    @property
+    def counts(self) -> np.ndarray | None:
+        """The count of each value of `values`, in the same order."""
+        if self.value_counts is None:
+            return None
+        ordered = self.value_counts.sort_index()
+        return ordered.to_numpy(dtype=np.int64)
+
+    @property
     def distinct(self) -> int | None:
-        return None if self.values is None else len(self.values)
+        return None if self.value_counts is None else len(self.value_counts)
 
     @property
     def std(self) -> float:
@@ -120,11 +131,12 @@ class ColumnSketch:
 
     def std_exact(self) -> float:
         """The population standard deviation from the distinct values (numerically stable), as numpy gives it."""
-        if self.values is None or self.counts is None or self.count == 0:
+        if self.value_counts is None or self.count == 0:
             return self.std
-
-        mean = float(np.dot(self.values, self.counts)) / self.count
-        return math.sqrt(float(np.dot(self.counts, (self.values - mean) ** 2)) / self.count)
+        values = self.value_counts.index.to_numpy(dtype=float)
+        counts = self.value_counts.to_numpy(dtype=float)
+        mean = float(np.dot(values, counts)) / self.count
+        return math.sqrt(float(np.dot(counts, (values - mean) ** 2)) / self.count)
 
 
 def _merge_sketches(a: dict[str, ColumnSketch], b: dict[str, ColumnSketch]) -> dict[str, ColumnSketch]:
@@ -170,10 +182,10 @@ def drift_statistics(
     followed = [c for c in group_columns if c in sketches]
     groups: dict[tuple[str, str], dict[str, ColumnSketch]] = {}
     for attribute in protected if followed else ():
-        labels = group_labels(frame[attribute]).to_numpy(dtype=object)
-        for name in np.unique(labels):
-            members = frame.loc[labels == name, followed]
-            groups[(attribute, str(name))] = {c: sketch(members[c], c) for c in followed}
+        codes, names = group_codes(frame[attribute])
+        for index, name in enumerate(names):
+            members = frame.loc[codes == index, followed]
+            groups[(attribute, name)] = {c: sketch(members[c], c) for c in followed}
     return DriftStatistics(sketches, groups)
 
 

@@ -39,7 +39,7 @@ from audits.engines.stats import (
     two_proportion_p_value,
     wilson_interval,
 )
-from audits.engines.tables import binary_values, group_labels
+from audits.engines.tables import binary_values, group_codes
 
 INTERSECTION_SEPARATOR = "&"
 
@@ -168,18 +168,19 @@ def fairness_statistics(
         raise ValueError("fairness needs a prediction column or a score with an operating point")
     scores = frame[score].to_numpy(dtype=float) if score is not None else None
     outcome = y_true.astype(np.int64) * 2 + y_pred  # 0 = TN, 1 = FP, 2 = FN, 3 = TP
-    labels_by_attribute = {a: group_labels(frame[a]).to_numpy(dtype=object) for a in protected}
+    codes_by_attribute = {a: group_codes(frame[a]) for a in protected}
     result: dict[str, dict[str, GroupStatistics]] = {}
     for attributes in attribute_sets(protected, intersection_order):
-        if len(attributes) == 1:
-            groups = labels_by_attribute[attributes[0]]
-        else:
-            groups = labels_by_attribute[attributes[0]].copy()
-            for other in attributes[1:]:
-                groups = groups + INTERSECTION_SEPARATOR + labels_by_attribute[other]
-        names, inverse = np.unique(groups, return_inverse=True)
-        table = np.zeros((len(names), 4), dtype=np.int64)
-        np.add.at(table, (inverse, outcome), 1)
+        codes, names = codes_by_attribute[attributes[0]]
+        for other in attributes[1:]:
+            other_codes, other_names = codes_by_attribute[other]
+            combined = codes * len(other_names) + other_codes
+            codes, present = pd.factorize(combined, sort=False)
+            names = [
+                f"{names[c // len(other_names)]}{INTERSECTION_SEPARATOR}{other_names[c % len(other_names)]}"
+                for c in present
+            ]
+        table = np.bincount(codes * 4 + outcome, minlength=len(names) * 4).reshape(len(names), 4)
         by_group: dict[str, GroupStatistics] = {}
         for index, (name, row) in enumerate(zip(names, table, strict=True)):
             counts = ConfusionCounts(
@@ -190,7 +191,7 @@ def fairness_statistics(
             )
             group_scores = None
             if scores is not None:
-                members = inverse == index
+                members = codes == index
                 group_scores = ScoreStatistics.from_arrays(
                     y_true[members], scores[members], is_probability=score_is_probability
                 )

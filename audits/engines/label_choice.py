@@ -25,7 +25,7 @@ import pandas as pd
 
 from audits.engines.scores import SCORE_BINS, score_positions
 from audits.engines.stats import Z_95, normal_p_value
-from audits.engines.tables import group_labels
+from audits.engines.tables import group_codes
 
 LABEL_CHOICE_CELLS = 1000
 
@@ -63,10 +63,10 @@ def label_choice_statistics(
     known = ~np.isnan(outcome)
     result: dict[str, dict[str, CellSums]] = {}
     for attribute in protected:
-        labels = group_labels(frame[attribute]).to_numpy(dtype=object)
+        codes, names = group_codes(frame[attribute])
         by_group: dict[str, CellSums] = {}
-        for name in np.unique(labels):
-            members = (labels == name) & known
+        for index, name in enumerate(names):
+            members = (codes == index) & known
             member_cells, member_values = cells[members], outcome[members]
             by_group[str(name)] = CellSums(
                 np.bincount(member_cells, minlength=LABEL_CHOICE_CELLS + 1),

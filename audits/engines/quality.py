@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from audits.engines.stats import newcombe_interval, two_proportion_p_value
-from audits.engines.tables import group_labels
+from audits.engines.tables import group_codes
 
 PROFILE_MAX_DISTINCT = 1000
 UNSEEN_VALUES_LISTED = 10
@@ -121,14 +121,17 @@ def quality_statistics(
     group_missing: dict[str, dict[str, dict[str, int]]] = {}
     columns_with_missing = [c for c, count in missing.items() if count]
     for attribute in protected:
-        labels = group_labels(frame[attribute])
-        group_rows[attribute] = {str(g): int(n) for g, n in labels.value_counts().items()}
+        codes, names = group_codes(frame[attribute])
+        sizes = np.bincount(codes, minlength=len(names))
+        group_rows[attribute] = {name: int(size) for name, size in zip(names, sizes, strict=True)}
         others = [c for c in columns_with_missing if c != attribute]
         if others:
-            by_group = missing_mask[others].groupby(labels.to_numpy()).sum()
-            group_missing[attribute] = {
-                str(g): {c: int(v) for c, v in row.items() if v} for g, row in by_group.iterrows()
-            }
+            group_missing[attribute] = {name: {} for name in names}
+            for column in others:
+                per_group = np.bincount(codes, weights=missing_mask[column].to_numpy(), minlength=len(names))
+                for name, count in zip(names, per_group, strict=True):
+                    if count:
+                        group_missing[attribute][name][column] = int(count)
     return QualityStatistics(len(frame), missing, hashes, profiles, group_rows, group_missing)
 
 
@@ -148,7 +151,7 @@ def _profile(series: pd.Series, reference_range: tuple[float, float] | None) -> 
             profile.below_reference = int((finite < reference_range[0]).sum())
             profile.above_reference = int((finite > reference_range[1]).sum())
         return profile
-    counts = values.astype(str).value_counts()
+    counts = values.value_counts(sort=False)
     if len(counts) > PROFILE_MAX_DISTINCT:
         return ColumnProfile(numeric=False, non_null=len(values), overflow=True)
     return ColumnProfile(numeric=False, non_null=len(values), counts={str(k): int(v) for k, v in counts.items()})
