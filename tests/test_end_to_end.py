@@ -73,8 +73,8 @@ def test_an_audit_started_through_the_api_is_finished_by_a_worker_and_matches_ai
     assert body["attempt"] == 1
 
     disparities = body["result"]["fairness"]["disparities"]
-    # race: 3 comparisons, sex: 1, race&sex: 7; each with 7 metrics of the decision and 3 of the score.
-    assert len(disparities) == (3 + 1 + 7) * (7 + 3)
+    # race: 3 comparisons, sex: 1, race&sex: 7; each with 7 metrics of the decision and 4 of the score.
+    assert len(disparities) == (3 + 1 + 7) * (7 + 4)
     assert_disparities_match_aif360(current_frame, disparities, label="sepsis", prediction="alert")
     for disparity in disparities:
         stored = MetricResult.objects.get(

@@ -28,6 +28,7 @@ from audits.engines.policy import Policy
 from audits.engines.scores import Calibration, Discrimination, ScoreStatistics, calibration, discrimination
 from audits.engines.scores import difference_with_interval as wald_difference
 from audits.engines.stats import (
+    Z_95,
     ConfusionCounts,
     benjamini_hochberg_adjust,
     holm_adjust,
@@ -87,6 +88,7 @@ DISPARITY_METRICS = (
 SCORE_DISPARITY_METRICS = (
     "auroc_difference",
     "calibration_in_the_large_difference",
+    "calibration_slope_difference",
     "expected_calibration_error_difference",
 )
 
@@ -416,12 +418,25 @@ def _disparities(
             reference_summary.calibration.calibration_in_the_large_variance,
         )
         ordered.append(make("calibration_in_the_large_difference", value, interval, p))
+        if summary.calibration.calibration_slope_ci is not None and reference_summary.calibration.calibration_slope_ci:
+            value, interval, p = wald_difference(
+                summary.calibration.calibration_slope,  # type: ignore[arg-type]
+                _variance_from_interval(summary.calibration.calibration_slope_ci),
+                reference_summary.calibration.calibration_slope,  # type: ignore[arg-type]
+                _variance_from_interval(reference_summary.calibration.calibration_slope_ci),
+            )
+            ordered.append(make("calibration_slope_difference", value, interval, p))
         ece_difference = (
             summary.calibration.expected_calibration_error - reference_summary.calibration.expected_calibration_error
         )
         # ECE has no closed-form interval; its difference is reported without one.
         ordered.append(make("expected_calibration_error_difference", ece_difference, None, None))
     return ordered
+
+
+def _variance_from_interval(interval: tuple[float, float]) -> float:
+    """The variance behind a symmetric Wald 95% interval."""
+    return ((interval[1] - interval[0]) / (2 * Z_95)) ** 2
 
 
 def _average_odds(

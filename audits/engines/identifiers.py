@@ -37,8 +37,10 @@ VALUE_PATTERNS: dict[str, re.Pattern[str]] = {
     "phone": re.compile(r"^(\+?1[ .-]?)?\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}$"),
     "full_date": re.compile(r"^(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})([ T]\d{2}:\d{2}(:\d{2})?)?$"),
 }
-# Record-number-like codes are only flagged with a name hint: many clinical codes look alike.
 ZIP_VALUE = re.compile(r"^\d{5}(-\d{4})?$")
+# Record numbers: short letter prefixes and 6 to 10 digits, nearly one per row.
+RECORD_NUMBER_VALUE = re.compile(r"^[A-Za-z]{0,3}-?\d{6,10}$")
+RECORD_NUMBER_DISTINCT = 0.9
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ def scan_identifiers(table: pa.Table) -> list[dict[str, Any]]:
             severity = "critical" if "date_of_birth" in name_kinds else "warning"
             hits.append(IdentifierHit(name, "full_date", "values", 1.0, severity))
             continue
+        if "medical_record_number" not in name_kinds and _looks_like_record_numbers(column):
+            hits.append(IdentifierHit(name, "record_number_like", "values", None, "warning"))
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             continue
         values = [v for v in column.slice(0, SAMPLE_VALUES * 2).to_pylist() if v not in (None, "")][:SAMPLE_VALUES]
@@ -85,6 +89,19 @@ def scan_identifiers(table: pa.Table) -> list[dict[str, Any]]:
                 severity = "warning" if kind == "full_date" and "date_of_birth" not in name_kinds else "critical"
                 hits.append(IdentifierHit(name, kind, "values", round(share, 3), severity))
     return [asdict(hit) for hit in hits]
+
+
+def _looks_like_record_numbers(column: pa.ChunkedArray) -> bool:
+    """Integer or text codes of 6 to 10 digits, nearly all distinct: an MRN, account or encounter number."""
+    if not (
+        pa.types.is_integer(column.type) or pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    ):
+        return False
+    values = [str(v) for v in column.slice(0, SAMPLE_VALUES).to_pylist() if v not in (None, "")]
+    if len(values) < 20:
+        return False
+    matching = sum(1 for v in values if RECORD_NUMBER_VALUE.match(v.strip()))
+    return matching / len(values) >= VALUE_SHARE and len(set(values)) / len(values) >= RECORD_NUMBER_DISTINCT
 
 
 def _zip_share(column: pa.ChunkedArray) -> float:

@@ -47,6 +47,7 @@ DEFAULT_BOUNDS: dict[str, Bound] = {
     "positive_predictive_value_difference": _parity(0.1),
     "auroc_difference": _parity(0.05),
     "calibration_in_the_large_difference": _parity(0.05),
+    "calibration_slope_difference": _parity(0.2),
     # ECE has no interval, so its difference is judged on the estimate alone: informative only.
     "expected_calibration_error_difference": _parity(0.05, "info"),
     # Drift and quality.

@@ -147,7 +147,20 @@ def test_calibration_metrics_equal_hand_and_statsmodels_computations() -> None:
     assert result.calibration_slope < 1  # the outcome is flatter than the score claims
 
 
+def test_calibration_slope_difference_is_the_difference_of_the_groups_slopes() -> None:
+    result = _result(_clinical(20_000, seed=7))
+    groups = {g.group: g for g in result.groups if g.attribute == "group"}
+    slope = next(
+        d
+        for d in result.disparities
+        if d.attribute == "group" and d.group == "Black" and d.metric == "calibration_slope_difference"
+    )
+    assert slope.value == pytest.approx(groups["Black"].calibration_slope - groups["White"].calibration_slope)
+    assert slope.ci[0] < slope.value < slope.ci[1]
+
+
 def test_a_risk_score_alone_is_thresholded_at_the_policy_operating_point() -> None:
+
     frame = _clinical(3000)
     result = _result(frame, policy=Policy(operating_point=0.35), prediction=None)
     white = next(g for g in result.groups if g.attribute == "group" and g.group == "White")

@@ -30,6 +30,8 @@ def _table() -> pa.Table:
                 "ward": rng.choice(["icu", "medical"], n),
                 "zip_3digit": [f"{21 + i % 9:03d}" for i in range(n)],  # 3-digit ZIPs are allowed
                 "age": rng.integers(18, 90, n),
+                "encounter": rng.choice(10**9, n, replace=False) + 10**8,  # unnamed, but one 9-digit code per row
+                "drg_code": rng.choice([470, 871, 291, 392], n),  # repeated codes are not record numbers
             }
         ),
         preserve_index=False,
@@ -47,6 +49,7 @@ def test_it_finds_identifiers_by_name_and_by_value_and_nothing_else() -> None:
         ("admitted", "full_date", "values"): "warning",
         ("zip_code", "zip_code", "column name and values"): "critical",
         ("mrn", "medical_record_number", "column name"): "critical",
+        ("encounter", "record_number_like", "values"): "warning",
     }
 
 
