@@ -119,11 +119,63 @@ def suppress_small_cells(data: dict[str, Any], *, threshold: int) -> dict[str, A
                 disparity[key] = None
     # A finding about a hidden group would name its size or its figures.
     result["findings"] = [f for f in result.get("findings", []) if (f["attribute"], f["group"]) not in hidden]
+    _suppress_other_sections(result, threshold)
+
     return {
         **data,
         "result": result,
         "suppression": {"threshold": threshold, "suppressed_groups": len(hidden), "complementary": complementary},
     }
+
+
+def _small(count: Any, threshold: int) -> bool:
+    return isinstance(count, int | float) and 1 <= count <= threshold
+
+
+def _suppress_other_sections(result: dict[str, Any], threshold: int) -> None:
+    """Small cells outside the fairness tables: label choice, drift within groups, quality counts.
+
+    Label-choice bins are not published (their per-bin counts are small by construction); a
+    gap is published only between groups larger than the threshold. Drift within a group of
+    1..threshold rows, and any quality count of 1..threshold rows (with the shares that
+    reveal it), are hidden.
+    """
+    label_choice = result.get("label_choice")
+    if label_choice:
+        label_choice["groups"] = []
+        for gap in label_choice["gaps"]:
+            if _small(gap["n"], threshold) or _small(gap["reference_n"], threshold):
+                gap.update(gap=None, ci=None, p_value=None, n=None, reference_n=None, suppressed=True)
+    drift = result.get("drift") or {}
+    for group in drift.get("by_group", []):
+        if _small(group["reference_rows"], threshold) or _small(group["current_rows"], threshold):
+            group.update(columns=[], reference_rows=None, current_rows=None, status="suppressed")
+    quality = result.get("quality") or {}
+    for column in quality.get("columns", []):
+        if _small(column.get("missing"), threshold):
+            column.update(missing=None, missing_share=None)
+        if _small(column.get("out_of_range"), threshold):
+            column.update(out_of_range=None, out_of_range_share=None)
+        if _small(column.get("unseen_rows"), threshold):
+            column.update(unseen_rows=None, unseen_share=None, unseen_categories=None, unseen_examples=[])
+    if _small(quality.get("duplicate_rows"), threshold):
+        quality.update(duplicate_rows=None, duplicate_share=None)
+    for row in quality.get("differential_missingness", []):
+        counts = [row["n"], row["reference_n"]]
+        for share, n in ((row["missing_share"], row["n"]), (row["reference_missing_share"], row["reference_n"])):
+            if share is not None and n:
+                counts.append(round(share * n))
+        if any(_small(c, threshold) for c in counts):
+            row.update(
+                missing_share=None,
+                reference_missing_share=None,
+                difference=None,
+                ci=None,
+                p_value=None,
+                n=None,
+                reference_n=None,
+                suppressed=True,
+            )
 
 
 def report_context(title: str, data: dict[str, Any]) -> dict[str, Any]:

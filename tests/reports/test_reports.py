@@ -123,6 +123,62 @@ def test_a_disparity_against_a_suppressed_reference_group_is_hidden() -> None:
     assert all(d["value"] is None for d in published["result"]["fairness"]["disparities"])
 
 
+def test_label_choice_drift_within_groups_and_quality_counts_are_suppressed_too() -> None:
+    data = {
+        "result": {
+            "fairness": {"groups": [], "disparities": []},
+            "label_choice": {
+                "groups": [{"attribute": "a", "group": "x", "bins": [{"n": 3, "mean": 2.0}]}],
+                "gaps": [
+                    {"group": "x", "n": 9, "reference_n": 500, "gap": 0.4, "ci": [0.1, 0.7], "p_value": 0.01},
+                    {"group": "y", "n": 80, "reference_n": 500, "gap": 0.1, "ci": [-0.1, 0.3], "p_value": 0.3},
+                ],
+            },
+            "drift": {
+                "by_group": [
+                    {
+                        "group": "x",
+                        "reference_rows": 7,
+                        "current_rows": 40,
+                        "columns": [{"score": 1}],
+                        "status": "assessed",
+                    }
+                ]
+            },
+            "quality": {
+                "columns": [
+                    {"column": "hba1c", "missing": 4, "missing_share": 0.008},
+                    {"column": "age", "missing": 0, "missing_share": 0.0},
+                ],
+                "duplicate_rows": 2,
+                "duplicate_share": 0.004,
+                "differential_missingness": [
+                    {
+                        "n": 100,
+                        "reference_n": 400,
+                        "missing_share": 0.05,
+                        "reference_missing_share": 0.2,
+                        "difference": -0.15,
+                        "ci": [-0.2, -0.1],
+                        "p_value": 0.001,
+                    }
+                ],
+            },
+            "findings": [],
+        }
+    }
+    published = suppress_small_cells(data, threshold=10)["result"]
+    assert published["label_choice"]["groups"] == []
+    gaps = {g["group"]: g for g in published["label_choice"]["gaps"]}
+    assert gaps["x"]["gap"] is None and gaps["y"]["gap"] == 0.1
+    assert published["drift"]["by_group"][0]["status"] == "suppressed"
+    columns = {c["column"]: c for c in published["quality"]["columns"]}
+    assert columns["hba1c"]["missing"] is None and columns["age"]["missing"] == 0
+    assert published["quality"]["duplicate_rows"] is None
+    # 5% of 100 is 5 people: the row would reveal a small count.
+    assert published["quality"]["differential_missingness"][0]["missing_share"] is None
+
+
 def test_an_outsider_cannot_read_or_verify_a_report(team, finished_run) -> None:
     report = report_generate_for_run(run=finished_run, actor=team.owner)
     outsider = client_for(team.outsider, team.outsider_organization)
