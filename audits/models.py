@@ -108,12 +108,6 @@ class AuditRun(models.Model):
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
 
-    @property
-    def verdict_summary(self) -> str:
-        if not self.result:
-            return ""
-        drift = self.result.get("drift") or {}
-        return "dataset drift" if drift.get("dataset_drift") else "no dataset drift"
 
 
 class Measurement(models.Model):

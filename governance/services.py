@@ -8,11 +8,10 @@ import io
 import secrets
 import uuid
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import IO, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -36,7 +35,6 @@ from governance.selectors import role_in
 
 TOKEN_PREFIX = "gov_"  # noqa: S105 (a public prefix, not a secret)
 
-User = AbstractBaseUser | AnonymousUser
 
 
 class ServiceError(Exception):
@@ -417,6 +415,3 @@ def api_token_authenticate(plaintext: str) -> ApiToken | None:
         token.last_used_at = now
     return token
 
-
-def isoformat_or_none(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

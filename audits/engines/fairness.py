@@ -85,12 +85,6 @@ DISPARITY_METRICS = (
     "false_negative_rate_difference",
     "positive_predictive_value_difference",
 )
-SCORE_DISPARITY_METRICS = (
-    "auroc_difference",
-    "calibration_in_the_large_difference",
-    "calibration_slope_difference",
-    "expected_calibration_error_difference",
-)
 
 METHODS = {
     "rates": "Wilson score interval",

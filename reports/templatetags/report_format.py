@@ -25,7 +25,3 @@ def percent(value: Any) -> str:
         return "—"
     return f"{100 * value:.1f}%"
 
-
-@register.filter
-def get(mapping: dict[str, Any], key: str) -> Any:
-    return mapping.get(key)
