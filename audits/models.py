@@ -109,7 +109,6 @@ class AuditRun(models.Model):
         return self.status in self.FINISHED
 
 
-
 class Measurement(models.Model):
     """A number about a metric of a group, a comparison or a column, with its 95% interval."""
 

@@ -164,6 +164,7 @@ def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
     from audits.engines.tables import (
         ColumnRoles,
         iter_parquet_chunks,
+        numeric_ranges,
         parquet_min_max,
         read_parquet_sample,
         score_is_probability,
@@ -185,12 +186,7 @@ def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
             numerical, categorical = drift_column_types(roles, run.dataset.columns, reference_schema)
             if not numerical and not categorical:
                 raise AuditInputError("the reference dataset shares none of the audited dataset's feature columns")
-            ranges = {}
-            for column in numerical:
-                bounds = [*parquet_min_max(data_file, column), *parquet_min_max(reference_file, column)]
-                known = [b for b in bounds if b is not None]
-                if known:
-                    ranges[column] = (float(min(known)), float(max(known)))
+            ranges = numeric_ranges([data_file, reference_file], numerical)
             shared = [c for c in roles.all_columns() if c in {c["name"] for c in reference_schema}]
             reference_chunks = iter_parquet_chunks(reference_file, columns=shared)
             limit = settings.AUDIT_EVIDENTLY_REPORT_ROWS

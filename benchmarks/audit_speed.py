@@ -66,7 +66,7 @@ def run_ours(reference: Path, current: Path) -> dict[str, object]:
     import pyarrow.parquet as pq
 
     from audits.engines.audit import audit_chunks, drift_column_types
-    from audits.engines.tables import ColumnRoles, iter_parquet_chunks, parquet_min_max
+    from audits.engines.tables import ColumnRoles, iter_parquet_chunks, numeric_ranges
     from benchmarks.data import ROLES
 
     start = time.perf_counter()
@@ -74,10 +74,7 @@ def run_ours(reference: Path, current: Path) -> dict[str, object]:
     schema = [{"name": f.name, "dtype": str(f.type)} for f in pq.read_schema(current)]
     reference_schema = [{"name": f.name, "dtype": str(f.type)} for f in pq.read_schema(reference)]
     numerical, _ = drift_column_types(roles, schema, reference_schema)
-    ranges = {}
-    for column in numerical:
-        bounds = [*parquet_min_max(str(current), column), *parquet_min_max(str(reference), column)]
-        ranges[column] = (float(min(bounds)), float(max(bounds)))
+    ranges = numeric_ranges([str(current), str(reference)], numerical)
     result, _ = audit_chunks(
         iter_parquet_chunks(str(current), columns=roles.all_columns()),
         roles=roles,

@@ -36,7 +36,6 @@ from governance.selectors import role_in
 TOKEN_PREFIX = "gov_"  # noqa: S105 (a public prefix, not a secret)
 
 
-
 class ServiceError(Exception):
     """A request the service refuses, with a message for the person who made it."""
 
@@ -414,4 +413,3 @@ def api_token_authenticate(plaintext: str) -> ApiToken | None:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
-

@@ -388,7 +388,9 @@ def _chi_square(result: ColumnDrift, reference: ColumnSketch, current: ColumnSke
         return
     ref_counts, cur_counts = _frequencies(reference, current)
     expected = ref_counts * (current.count / reference.count)
-    p_value = float(chisquare(cur_counts, expected)[1])
+    # A category the reference never had expects 0: the statistic is infinite and p is 0, as in Evidently.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_value = float(chisquare(cur_counts, expected)[1])
     _set(result, "chi-square p_value", p_value, 0.05, p_value_test=True)
 
 

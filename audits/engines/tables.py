@@ -322,6 +322,35 @@ def parquet_min_max(source: Any, column: str) -> tuple[float | None, float | Non
     return minimum, maximum
 
 
+def numeric_ranges(sources: list[Any], columns: list[str]) -> dict[str, tuple[float, float]]:
+    """The finite range of each column over all the sources (Parquet files or Arrow tables).
+
+    Parquet footers give it without reading the data, unless they record an infinity, in which
+    case that one column is read and its finite values measured.
+    """
+    import pyarrow.compute as pc
+
+    ranges: dict[str, tuple[float, float]] = {}
+    for column in columns:
+        bounds: list[float] = []
+        for source in sources:
+            if isinstance(source, pa.Table):
+                values = source.column(column)
+                minimum, maximum = (None, None)
+            else:
+                values = None
+                minimum, maximum = parquet_min_max(source, column)
+            if minimum is None or maximum is None or not (math.isfinite(minimum) and math.isfinite(maximum)):
+                if values is None:
+                    values = pq.read_table(source, columns=[column]).column(column)
+                finite = pc.filter(values, pc.is_finite(pc.cast(values, pa.float64())))
+                minimum, maximum = (v.as_py() for v in pc.min_max(finite).values())
+            bounds += [b for b in (minimum, maximum) if b is not None]
+        if bounds:
+            ranges[column] = (float(min(bounds)), float(max(bounds)))
+    return ranges
+
+
 def iter_parquet_chunks(source: Any, *, columns: list[str], batch_size: int = 100_000) -> Iterable[pd.DataFrame]:
     """Yield the named columns of a Parquet file chunk by chunk, never the whole table at once."""
     # pre_buffer keeps every column chunk it read ahead alive as long as the reader: 6 MB a chunk

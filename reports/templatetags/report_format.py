@@ -24,4 +24,3 @@ def percent(value: Any) -> str:
     if value is None:
         return "—"
     return f"{100 * value:.1f}%"
-

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from scipy import stats
 
 from audits.engines.drift import DriftStatistics, drift_report, drift_statistics, split_column_types
 from audits.engines.evidently_report import drift_snapshot, evidently_verdicts
+from audits.engines.tables import numeric_ranges
 
 
 def _frames(n_reference: int, n_current: int, seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -41,8 +43,10 @@ CATEGORICAL = ["ward", "insurance", "flagged", "sex"]
 
 def _ours(reference: pd.DataFrame, current: pd.DataFrame, *, chunk: int | None = None):
     numerical, categorical = split_column_types(reference, list(reference.columns), categorical_columns=CATEGORICAL)
-    both = pd.concat([reference, current])
-    ranges = {c: (float(both[c].min()), float(both[c].max())) for c in numerical}
+    ranges = numeric_ranges(
+        [pa.Table.from_pandas(reference, preserve_index=False), pa.Table.from_pandas(current, preserve_index=False)],
+        numerical,
+    )
 
     def gather(frame: pd.DataFrame) -> DriftStatistics:
         statistics = DriftStatistics()
@@ -165,3 +169,12 @@ def test_a_shift_hidden_by_the_whole_population_is_found_within_groups() -> None
         assert mine["score"] == pytest.approx(theirs["columns"]["score"]["score"], rel=1e-9)
     hidden = [f for f in result["findings"] if f["metric"] == "group_drift" and f["column"] == "score"]
     assert sorted(f["group"] for f in hidden) == ["A", "B"]
+
+
+def test_numeric_ranges_ignore_infinities_recorded_in_parquet_footers(tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    frame = pd.DataFrame({"lactate": [0.5, 1.2, np.inf, 7.5, -np.inf, np.nan], "age": [30, 40, 50, 60, 70, 80]})
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    assert numeric_ranges([str(path)], ["lactate", "age"]) == {"lactate": (0.5, 7.5), "age": (30.0, 80.0)}

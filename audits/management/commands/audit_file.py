@@ -45,7 +45,13 @@ class Command(BaseCommand):
         from audits.engines.identifiers import scan_identifiers
         from audits.engines.policy import Policy
         from audits.engines.roles_text import parse_protected, split_names
-        from audits.engines.tables import ColumnRoles, read_table, score_is_probability, validate_roles
+        from audits.engines.tables import (
+            ColumnRoles,
+            numeric_ranges,
+            read_table,
+            score_is_probability,
+            validate_roles,
+        )
 
         try:
             data = self._read(options["data"], read_table)
@@ -81,12 +87,7 @@ class Command(BaseCommand):
                 reference_chunks = (batch.to_pandas() for batch in reference.select(shared).to_batches(100_000))
                 reference_schema = [{"name": f.name, "dtype": str(f.type)} for f in reference.schema]
                 numerical, _ = drift_column_types(roles, schema, reference_schema)
-                ranges = {}
-                for column in numerical:
-                    bounds = [v.as_py() for t in (data, reference) for v in pc.min_max(t.column(column)).values()]
-                    known = [b for b in bounds if b is not None]
-                    if known:
-                        ranges[column] = (float(min(known)), float(max(known)))
+                ranges = numeric_ranges([data, reference], numerical)
             chunks = (batch.to_pandas() for batch in data.select(roles.all_columns()).to_batches(100_000))
             is_probability = True
             if roles.score:
