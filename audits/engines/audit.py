@@ -96,7 +96,19 @@ def audit_chunks(
     policy = policy or Policy()
     numerical: list[str] = []
     categorical: list[str] = []
+    group_columns: list[str] = []
     reference_quality = reference_drift = None
+
+    def drift_of(chunk: pd.DataFrame) -> DriftStatistics:
+        return drift_statistics(
+            chunk,
+            numerical=numerical,
+            categorical=categorical,
+            ranges=numeric_ranges,
+            protected=roles.protected_columns,
+            group_columns=group_columns,
+        )
+
     if reference_chunks is not None:
         if schema is None or reference_schema is None:
             raise ValueError("a reference needs the schemas of both datasets")
@@ -106,16 +118,7 @@ def audit_chunks(
         reference_quality, reference_drift = QualityStatistics(), DriftStatistics()
         for chunk in reference_chunks:
             reference_quality = reference_quality.merge(quality_statistics(chunk, hash_rows=False))
-            reference_drift = reference_drift.merge(
-                drift_statistics(
-                    chunk,
-                    numerical=numerical,
-                    categorical=categorical,
-                    ranges=numeric_ranges,
-                    protected=roles.protected_columns,
-                    group_columns=group_columns,
-                )
-            )
+            reference_drift = reference_drift.merge(drift_of(chunk))
         if on_progress:
             on_progress("reference read")
     ranges = reference_ranges(reference_quality) if reference_quality else None
@@ -151,16 +154,8 @@ def audit_chunks(
             quality_statistics(chunk, protected=roles.protected_columns, reference_ranges=ranges)
         )
         if reference_drift is not None:
-            drift_stats = drift_stats.merge(
-                drift_statistics(
-                    chunk,
-                    numerical=numerical,
-                    categorical=categorical,
-                    ranges=numeric_ranges,
-                    protected=roles.protected_columns,
-                    group_columns=group_columns,
-                )
-            )
+            drift_stats = drift_stats.merge(drift_of(chunk))
+
     if on_progress:
         on_progress("statistics gathered")
     fairness = fairness_report(fairness_stats, references=roles.references, policy=policy)
