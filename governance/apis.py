@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -320,3 +321,75 @@ class DatasetDetailApi(GovernanceApi):
     def get(self, request: Request, dataset_id: int) -> Response:
         dataset = get_object_or_404(selectors.datasets_visible(request.user, token=self.token), pk=dataset_id)
         return Response(DatasetOutput(dataset).data)
+
+
+class ApiTokenOutput(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "organization",
+            "user",
+            "name",
+            "prefix",
+            "scope",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "created_at",
+        ]
+
+
+class ApiTokenCreatedOutput(ApiTokenOutput):
+    token = serializers.CharField(help_text="The token itself: shown this once, never stored")
+
+    class Meta(ApiTokenOutput.Meta):
+        fields = [*ApiTokenOutput.Meta.fields, "token"]
+
+
+class ApiTokenListCreateApi(GovernanceApi):
+    class ApiTokenCreateInput(serializers.Serializer):
+        organization = serializers.SlugField()
+        name = serializers.CharField(max_length=100)
+        scope = serializers.ChoiceField(ApiToken.Scope.choices)
+        expires_in_days = serializers.IntegerField(
+            min_value=1,
+            max_value=730,
+            required=False,
+            allow_null=True,
+            default=90,
+            help_text="null for a token that does not expire",
+        )
+
+    @extend_schema(responses=ApiTokenOutput(many=True))
+    def get(self, request: Request) -> Response:
+        return self.paginate(selectors.api_tokens_visible(request.user, token=self.token), ApiTokenOutput)
+
+    @extend_schema(request=ApiTokenCreateInput, responses={201: ApiTokenCreatedOutput})
+    def post(self, request: Request) -> Response:
+        if self.token is not None:
+            raise PermissionDenied("tokens are created by a person signed in (admin or session), not by a token")
+        data = self.ApiTokenCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        organization = self.organization_or_404(data.validated_data["organization"])
+        days = data.validated_data["expires_in_days"]
+        token, plaintext = services.api_token_create(
+            organization=organization,
+            user=request.user,
+            name=data.validated_data["name"],
+            scope=data.validated_data["scope"],
+            actor=request.user,
+            expires_in=timedelta(days=days) if days else None,
+        )
+        body = ApiTokenOutput(token).data
+        return Response({**body, "token": plaintext}, status=status.HTTP_201_CREATED)
+
+
+class ApiTokenRevokeApi(GovernanceApi):
+    @extend_schema(request=None, responses=ApiTokenOutput)
+    def delete(self, request: Request, token_id: int) -> Response:
+        token = get_object_or_404(selectors.api_tokens_visible(request.user, token=self.token), pk=token_id)
+        return Response(ApiTokenOutput(services.api_token_revoke(token=token, actor=request.user)).data)

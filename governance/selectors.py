@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from governance.models import AIModel, ApiToken, Dataset, Membership, ModelVersion, Organization
+from governance.models import AIModel, ApiToken, Dataset, Membership, ModelVersion, Organization, Role
 
 
 def role_in(user: Any, organization: Organization) -> str | None:
@@ -46,3 +46,15 @@ def datasets_visible(user: Any, *, token: ApiToken | None = None) -> QuerySet[Da
     return Dataset.objects.filter(organization__in=organizations_visible(user, token=token)).select_related(
         "organization", "ai_model"
     )
+
+
+def api_tokens_visible(user: Any, *, token: ApiToken | None = None) -> QuerySet[ApiToken]:
+    """A person's own tokens, and every token of the organizations they administer."""
+    if not getattr(user, "is_authenticated", False):
+        return ApiToken.objects.none()
+    organizations = organizations_visible(user, token=token)
+    tokens = ApiToken.objects.filter(organization__in=organizations).select_related("organization", "user")
+    if getattr(user, "is_superuser", False):
+        return tokens
+    administered = Membership.objects.filter(user=user, role=Role.ADMIN).values("organization")
+    return tokens.filter(Q(user=user) | Q(organization__in=administered))

@@ -9,6 +9,8 @@ from reports import apis as report_apis
 
 api_v1 = [
     path("organizations/", apis.OrganizationListCreateApi.as_view(), name="organization-list"),
+    path("tokens/", apis.ApiTokenListCreateApi.as_view(), name="token-list"),
+    path("tokens/<int:token_id>/", apis.ApiTokenRevokeApi.as_view(), name="token-revoke"),
     path("models/", apis.AIModelListCreateApi.as_view(), name="model-list"),
     path("models/<int:model_id>/", apis.AIModelDetailApi.as_view(), name="model-detail"),
     path("models/<int:model_id>/versions/", apis.ModelVersionListCreateApi.as_view(), name="model-version-list"),
