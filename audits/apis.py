@@ -14,6 +14,7 @@ from audits.models import AuditPolicy, AuditRun, Finding, MetricResult
 from audits.services import audit_policy_update, audit_run_create
 from governance import selectors
 from governance.apis import GovernanceApi
+from governance.idempotency import idempotent
 
 # The fields of audits.models.Measurement, shared by metric results and findings.
 MEASUREMENT_FIELDS = ["metric", "attribute", "group", "reference_group", "column", "value", "ci_low", "ci_high"]
@@ -89,6 +90,7 @@ class AuditRunListCreateApi(GovernanceApi):
         return self.paginate(runs, AuditRunSummaryOutput)
 
     @extend_schema(request=AuditRunCreateInput, responses={201: AuditRunSummaryOutput})
+    @idempotent
     def post(self, request: Request) -> Response:
         data = self.AuditRunCreateInput(data=request.data)
         data.is_valid(raise_exception=True)

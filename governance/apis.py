@@ -21,6 +21,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from audits.engines.errors import TableError
 from governance import selectors, services
+from governance.idempotency import idempotent
 from governance.models import AIModel, ApiToken, Dataset, ModelVersion, Organization
 
 
@@ -185,13 +186,16 @@ class ModelVersionListCreateApi(GovernanceApi):
     def get(self, request: Request, model_id: int) -> Response:
         return self.paginate(self.ai_model(model_id).versions.all(), ModelVersionOutput)
 
-    @extend_schema(request=ModelVersionCreateInput, responses={201: ModelVersionOutput})
+    @extend_schema(request=ModelVersionCreateInput, responses={201: ModelVersionOutput, 200: ModelVersionOutput})
+    @idempotent
     def post(self, request: Request, model_id: int) -> Response:
         ai_model = self.ai_model(model_id)
         data = self.ModelVersionCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        version = services.model_version_create(ai_model=ai_model, actor=request.user, **data.validated_data)
-        return Response(ModelVersionOutput(version).data, status=status.HTTP_201_CREATED)
+        version, created = services.model_version_register(ai_model=ai_model, actor=request.user, **data.validated_data)
+        return Response(
+            ModelVersionOutput(version).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class ModelVersionDetailApi(GovernanceApi):
@@ -289,6 +293,7 @@ class DatasetListCreateApi(GovernanceApi):
         return self.paginate(datasets, DatasetOutput)
 
     @extend_schema(request={"multipart/form-data": DatasetUploadInput}, responses={201: DatasetOutput})
+    @idempotent
     def post(self, request: Request) -> Response:
         data = self.DatasetUploadInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -183,6 +183,41 @@ def model_version_create(
     return model_version
 
 
+def model_version_register(
+    *, ai_model: AIModel, version: str, actor: Any, artifact_uri: str = "", artifact_sha256: str = "", notes: str = ""
+) -> tuple[ModelVersion, bool]:
+    """Register a version, or return the one already registered under that version string (CI retries).
+
+    The same version string with a different artifact is refused: a version names one artifact.
+    """
+    existing = ModelVersion.objects.filter(ai_model=ai_model, version=version).first()
+    if existing is None:
+        try:
+            return model_version_create(
+                ai_model=ai_model,
+                version=version,
+                actor=actor,
+                artifact_uri=artifact_uri,
+                artifact_sha256=artifact_sha256,
+                notes=notes,
+            ), True
+        except ServiceError:
+            # Registered concurrently by another request between our read and our write.
+            existing = ModelVersion.objects.filter(ai_model=ai_model, version=version).first()
+            if existing is None:
+                raise
+    require_role(actor, ai_model.organization, WRITE_ROLES, doing="Registering a model version")
+    for field, given in (("artifact_uri", artifact_uri), ("artifact_sha256", artifact_sha256)):
+        if given and getattr(existing, field) != given:
+            raise ServiceError(
+                f"version {version!r} of {ai_model.slug} is already registered with another {field}; "
+                "register the new artifact under a new version string",
+                field=field,
+                status=409,
+            )
+    return existing, False
+
+
 @transaction.atomic
 def model_version_transition(*, model_version: ModelVersion, to_stage: str, actor: Any) -> ModelVersion:
     """Move a version along its lifecycle, if the transition is allowed and the actor may make it.
