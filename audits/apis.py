@@ -141,6 +141,7 @@ class AuditPolicyOutput(serializers.Serializer):
     operating_point = serializers.FloatField()
     fail_on = serializers.ListField(child=serializers.CharField())
     intersection_order = serializers.IntegerField()
+    non_inferiority_margin = serializers.FloatField()
     is_default = serializers.BooleanField()
 
 
@@ -161,6 +162,7 @@ class AuditPolicyApi(GovernanceApi):
         operating_point = serializers.FloatField(required=False, min_value=0, max_value=1)
         fail_on = serializers.ListField(child=serializers.ChoiceField(["critical", "warning", "info"]), required=False)
         intersection_order = serializers.IntegerField(required=False, min_value=1, max_value=4)
+        non_inferiority_margin = serializers.FloatField(required=False, min_value=0, max_value=1)
 
     @extend_schema(responses=AuditPolicyOutput)
     def get(self, request: Request, model_id: int) -> Response:
@@ -174,3 +176,17 @@ class AuditPolicyApi(GovernanceApi):
         data.is_valid(raise_exception=True)
         audit_policy_update(ai_model=ai_model, actor=request.user, **data.validated_data)
         return Response(_effective_policy(ai_model.pk))
+
+
+class AuditRunVerdictApi(GovernanceApi):
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                description="pending | error | pass | fail, with findings and "
+                "the group-by-group comparison with the deployed version"
+            )
+        }
+    )
+    def get(self, request: Request, run_id: int) -> Response:
+        run = get_object_or_404(audit_selectors.audit_runs_visible(request.user, token=self.token), pk=run_id)
+        return Response(audit_selectors.audit_run_verdict(run))

@@ -36,6 +36,9 @@ class AuditPolicy(models.Model):
     intersection_order = models.PositiveSmallIntegerField(
         default=2, help_text="Intersections of up to this many protected attributes (1: none)"
     )
+    non_inferiority_margin = models.FloatField(
+        default=0.02, help_text="How much worse than the deployed version a candidate may be for any group"
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -57,6 +60,7 @@ class AuditPolicy(models.Model):
             "operating_point": self.operating_point,
             "fail_on": self.fail_on or ["critical"],
             "intersection_order": self.intersection_order,
+            "non_inferiority_margin": self.non_inferiority_margin,
         }
 
 

@@ -26,6 +26,7 @@ api_v1 = [
     path("audits/", audit_apis.AuditRunListCreateApi.as_view(), name="audit-list"),
     path("audits/<int:run_id>/", audit_apis.AuditRunDetailApi.as_view(), name="audit-detail"),
     path("audits/<int:run_id>/metrics/", audit_apis.AuditRunMetricsApi.as_view(), name="audit-metrics"),
+    path("audits/<int:run_id>/verdict/", audit_apis.AuditRunVerdictApi.as_view(), name="audit-verdict"),
     path("audits/<int:run_id>/drift-report/", audit_apis.AuditRunDriftReportApi.as_view(), name="audit-drift-report"),
     path("audits/<int:run_id>/reports/", report_apis.ReportCreateApi.as_view(), name="audit-report-create"),
     path("reports/<int:report_id>/", report_apis.ReportDetailApi.as_view(), name="report-detail"),

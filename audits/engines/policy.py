@@ -77,6 +77,8 @@ class Policy:
     fail_on: tuple[str, ...] = ("critical",)
     # Intersections of protected attributes up to this many attributes (1: none).
     intersection_order: int = 2
+    # How much worse than the deployed version a candidate may be for any group (absolute, per metric).
+    non_inferiority_margin: float = 0.02
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
@@ -91,6 +93,7 @@ class Policy:
             "operating_point",
             "fail_on",
             "intersection_order",
+            "non_inferiority_margin",
         }
         unknown = set(data) - known
         if unknown:
@@ -137,6 +140,8 @@ class Policy:
             raise TableError("policy operating_point must lie between 0 and 1")
         if not set(self.fail_on) <= set(SEVERITIES):
             raise TableError(f"policy fail_on must list severities among {', '.join(SEVERITIES)}")
+        if not isinstance(self.non_inferiority_margin, int | float) or self.non_inferiority_margin < 0:
+            raise TableError("policy non_inferiority_margin must be a number of at least 0")
         if not isinstance(self.intersection_order, int) or self.intersection_order < 1:
             raise TableError("policy intersection_order must be 1 (no intersections) or more")
 
