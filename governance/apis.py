@@ -288,8 +288,14 @@ class DatasetListCreateApi(GovernanceApi):
     @extend_schema(responses=DatasetOutput(many=True))
     def get(self, request: Request) -> Response:
         datasets = selectors.datasets_visible(request.user, token=self.token)
-        if "organization" in request.query_params:
-            datasets = datasets.filter(organization__slug=request.query_params["organization"])
+        params = request.query_params
+        if "organization" in params:
+            datasets = datasets.filter(organization__slug=params["organization"])
+        if params.get("ai_model", "").isdigit():
+            datasets = datasets.filter(ai_model_id=int(params["ai_model"]))
+        if "kind" in params:
+            datasets = datasets.filter(kind=params["kind"])
+
         return self.paginate(datasets, DatasetOutput)
 
     @extend_schema(request={"multipart/form-data": DatasetUploadInput}, responses={201: DatasetOutput})

@@ -84,7 +84,15 @@ def test_settings(settings: Any) -> None:
     }
 
 
-def upload_frame(team: Team, frame: Any, *, name: str, roles: dict[str, Any] | None = None, kind: str = "evaluation"):
+def upload_frame(
+    team: Team,
+    frame: Any,
+    *,
+    name: str,
+    roles: dict[str, Any] | None = None,
+    kind: str = "evaluation",
+    ai_model: Any = None,
+):
     """Upload a DataFrame through the service, as the team's owner."""
     return services.dataset_upload(
         organization=team.organization,
@@ -94,6 +102,7 @@ def upload_frame(team: Team, frame: Any, *, name: str, roles: dict[str, Any] | N
         column_roles=roles or CLINICAL_ROLES,
         actor=team.owner,
         kind=kind,
+        ai_model=ai_model,
     )
 
 
