@@ -250,6 +250,7 @@ def _finish_succeeded(run: AuditRun, attempt: int, result: dict[str, Any], repor
             obj=locked,
             after={"rows": result["rows"], "attempt": attempt},
         )
+        _announce(locked, result)
     logger.info("audit run %s: succeeded", run.pk)
 
 
@@ -270,7 +271,39 @@ def _finish_failed(run: AuditRun, attempt: int, error: str) -> None:
                 obj=run,
                 after={"error": error, "attempt": attempt},
             )
+            run.refresh_from_db()
+            _announce(run, None)
+
     logger.info("audit run %s: failed", run.pk)
+
+
+def _announce(run: AuditRun, result: dict[str, Any] | None) -> None:
+    """Webhooks: the run finished, and its critical findings. Ids and figures only, no patient data."""
+    from governance.webhooks import webhook_event_emit
+
+    findings = (result or {}).get("findings", [])
+    payload = {
+        "run": run.pk,
+        "model": run.model_version.ai_model.slug,
+        "model_version": run.model_version.version,
+        "status": run.status,
+        "verdict": run.verdict or None,
+        "findings": {s: sum(1 for f in findings if f["severity"] == s) for s in ("critical", "warning", "info")},
+        "error": run.error or None,
+    }
+    webhook_event_emit(organization=run.organization, event="run.finished", payload=payload)
+    critical = [f for f in findings if f["severity"] == "critical"]
+    if critical:
+        webhook_event_emit(
+            organization=run.organization,
+            event="finding.critical",
+            payload={
+                **payload,
+                "critical": [
+                    {k: f[k] for k in ("metric", "attribute", "group", "column", "value", "message")} for f in critical
+                ],
+            },
+        )
 
 
 def metric_rows(run: AuditRun, result: dict[str, Any]) -> list[MetricResult]:

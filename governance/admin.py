@@ -17,8 +17,20 @@ from django.urls import reverse
 from audits.engines.errors import TableError
 from audits.engines.roles_text import parse_protected, split_names
 from governance import services
-from governance.models import AIModel, ApiToken, Dataset, GovernanceEvent, Membership, ModelVersion, Organization
+from governance.models import (
+    AIModel,
+    ApiToken,
+    Dataset,
+    GovernanceEvent,
+    Membership,
+    ModelVersion,
+    Organization,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from governance.selectors import organizations_visible
+from governance.webhooks import webhook_endpoint_create
 
 
 class OrganizationScopedAdmin(admin.ModelAdmin):
@@ -370,3 +382,62 @@ class GovernanceEventAdmin(RecordAdmin):
 admin.site.site_header = "Clinical AI governance"
 admin.site.site_title = "Clinical AI governance"
 admin.site.index_title = "Registry, audits and reports"
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    events = forms.MultipleChoiceField(
+        choices=WebhookEndpoint.Event.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every event",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["organization", "url", "events", "active"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(OrganizationScopedAdmin):
+    form = WebhookEndpointForm
+    list_display = ["url", "organization", "events", "active", "created_at"]
+    list_filter = ["organization", "active"]
+
+    def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        endpoint, secret = webhook_endpoint_create(
+            organization=obj.organization, url=obj.url, events=list(form.cleaned_data["events"]), actor=request.user
+        )
+        obj.pk = endpoint.pk
+        obj._state.adding = False
+        self.message_user(request, f"Webhook added. Its signing secret, shown this once: {secret}", messages.WARNING)
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ["attempted_at", "response_code", "error", "duration_ms"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(RecordAdmin):
+    organization_path = "endpoint__organization"
+    list_display = ["event", "endpoint", "state", "attempts", "last_response_code", "created_at", "delivered_at"]
+    list_filter = ["state", "event"]
+    readonly_fields = [
+        "endpoint",
+        "event",
+        "payload",
+        "state",
+        "attempts",
+        "last_response_code",
+        "created_at",
+        "delivered_at",
+    ]
+    inlines = [WebhookAttemptInline]

@@ -138,3 +138,24 @@ def test_the_lifecycle_actions_go_through_the_service(staff, team, model_version
     assert model_version.stage == ModelVersion.Stage.VALIDATION
     events = GovernanceEvent.objects.filter(action="model_version.stage_changed")
     assert [json.dumps(e.after) for e in events] == ['{"stage": "validation"}']
+
+
+def test_a_webhook_added_in_the_admin_shows_its_secret_once(staff, team) -> None:
+    response = staff.post(
+        "/admin/governance/webhookendpoint/add/",
+        {
+            "organization": team.organization.pk,
+            "url": "https://hooks.example.org/governance",
+            "events": ["run.finished"],
+            "active": "on",
+        },
+        follow=True,
+    )
+    shown = " ".join(str(m) for m in get_messages(response.wsgi_request))
+    secret = next(word for word in shown.split() if word.startswith("whsec_"))
+    from governance.models import WebhookEndpoint
+    from governance.webhooks import decrypt_secret
+
+    endpoint = WebhookEndpoint.objects.get()
+    assert decrypt_secret(endpoint.secret_encrypted) == secret and endpoint.events == ["run.finished"]
+    assert secret not in staff.get(f"/admin/governance/webhookendpoint/{endpoint.pk}/change/").content.decode()

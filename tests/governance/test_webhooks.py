@@ -1,0 +1,132 @@
+"""Webhooks: a receiver on loopback gets signed, timestamped deliveries; failures are retried and logged."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from audits.services import audit_run_create, audit_run_execute
+from governance.models import WebhookDelivery
+from governance.webhooks import (
+    SIGNATURE_HEADER,
+    backoff_seconds,
+    decrypt_secret,
+    sign,
+    verify_signature,
+    webhook_delivery_attempt,
+    webhook_endpoint_create,
+)
+from tests.conftest import clinical_frame, upload_frame
+
+pytestmark = pytest.mark.django_db
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that answers with the given codes in turn and keeps what it got."""
+
+    def __init__(self, codes: list[int]) -> None:
+        self.codes = list(codes)
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append((dict(self.headers), body))
+                self.send_response(receiver.codes.pop(0) if receiver.codes else 200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/governance"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():
+    made: list[Receiver] = []
+
+    def make(codes: list[int] | None = None) -> Receiver:
+        made.append(Receiver(codes or []))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def test_a_finished_run_is_delivered_signed_and_the_receiver_can_verify_it(team, model_version, media_root, receiver):
+    hook = receiver()
+    endpoint, secret = webhook_endpoint_create(
+        organization=team.organization, url=hook.url, events=[], actor=_admin(team)
+    )
+    assert secret.startswith("whsec_") and secret not in endpoint.secret_encrypted
+    assert decrypt_secret(endpoint.secret_encrypted) == secret
+    dataset = upload_frame(team, clinical_frame(20_000, seed=5), name="eval")
+    run = audit_run_create(model_version=model_version, dataset=dataset, reference_dataset=None, actor=team.owner)
+    audit_run_execute(run_id=run.pk, worker="w")
+    # Tests run inside a transaction, so on_commit does not fire: deliver directly, as the task does.
+    for delivery in WebhookDelivery.objects.filter(endpoint=endpoint):
+        assert webhook_delivery_attempt(delivery_id=delivery.pk) is None
+    events = {}
+    for headers, body in hook.received:
+        assert verify_signature(secret, headers[SIGNATURE_HEADER], body)
+        assert not verify_signature("whsec_wrong", headers[SIGNATURE_HEADER], body)
+        events[headers["X-Governance-Event"]] = json.loads(body)
+    assert set(events) == {"run.finished", "finding.critical"}
+    assert events["run.finished"]["data"]["verdict"] == "fail"
+    assert events["finding.critical"]["data"]["critical"][0]["metric"] == "disparate_impact"
+    assert set(WebhookDelivery.objects.values_list("state", flat=True)) == {"delivered"}
+
+
+def test_a_failing_receiver_is_retried_with_backoff_and_every_attempt_is_logged(team, receiver) -> None:
+    hook = receiver([500, 503])
+    endpoint, _ = webhook_endpoint_create(
+        organization=team.organization, url=hook.url, events=["run.finished"], actor=_admin(team)
+    )
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, event="run.finished", payload={"run": 1})
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) == backoff_seconds(1) == 30
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) == backoff_seconds(2) == 60
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) is None
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts, delivery.last_response_code) == ("delivered", 3, 200)
+    assert [a.response_code for a in delivery.attempt_log.all()] == [500, 503, 200]
+
+
+def test_an_unreachable_receiver_is_given_up_after_the_last_attempt(team, monkeypatch) -> None:
+    import governance.webhooks as webhooks
+
+    monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 2)
+    endpoint, _ = webhook_endpoint_create(
+        organization=team.organization, url="http://127.0.0.1:9/unreachable", events=[], actor=_admin(team)
+    )
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, event="run.finished", payload={})
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) == 30
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) is None
+    delivery.refresh_from_db()
+    assert delivery.state == "failed"
+    assert "URLError" in delivery.attempt_log.last().error
+
+
+def test_an_old_or_tampered_signature_is_refused() -> None:
+    body = b'{"event":"run.finished"}'
+    assert verify_signature("s", sign("s", body), body)
+    assert not verify_signature("s", sign("s", body, timestamp=int(time.time()) - 3600), body)
+    assert not verify_signature("s", sign("s", body), body + b" ")
+    assert not verify_signature("s", "garbage", body)
+
+
+def _admin(team):
+    from governance.models import Membership, Role
+
+    Membership.objects.filter(user=team.owner, organization=team.organization).update(role=Role.ADMIN)
+    return team.owner
