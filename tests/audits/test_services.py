@@ -9,12 +9,12 @@ from django.utils import timezone
 
 from audits.models import AuditRun, MetricResult
 from audits.services import (
-    _finish_succeeded,
     audit_run_claim,
     audit_run_create,
     audit_run_execute,
     audit_runs_sweep,
 )
+from audits.services.execution import _finish_succeeded
 from governance.models import GovernanceEvent
 from tests.aif360_reference import aif360_metric, aif360_value
 from tests.conftest import CLINICAL_ROLES, clinical_frame, upload_frame

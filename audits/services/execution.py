@@ -1,0 +1,218 @@
+"""Carrying out a claimed run: read its data, run the engines, store the results once, announce them."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from audits.engines.errors import TableError
+from audits.models import AuditRun, Finding, MetricResult
+from audits.services.lifecycle import audit_run_claim, audit_run_renew_lease
+from audits.services.policies import audit_policy_for
+from audits.services.results import finding_rows, metric_rows
+from governance.services import event_record
+
+if TYPE_CHECKING:
+    pass
+
+logger = logging.getLogger(__name__)
+
+
+class AuditInputError(Exception):
+    """The run's data cannot be audited as asked; the message says why, for the user."""
+
+
+def audit_run_execute(*, run_id: int, worker: str) -> None:
+    """Claim a run and carry it out to succeeded or failed.
+
+    1. Claim it; if another worker has it, return.
+    2. Read the needed columns of its datasets and run the engines, renewing the lease between phases.
+    3. Store the results in one transaction, only if this attempt still holds the run.
+    4. A failure the user can act on is stored as a readable error; anything else as an internal error.
+    """
+    attempt = audit_run_claim(run_id=run_id, worker=worker)
+    if attempt is None:
+        logger.info("audit run %s: not claimed (taken or finished)", run_id)
+        return
+    run = AuditRun.objects.select_related("dataset", "reference_dataset", "model_version__ai_model").get(pk=run_id)
+    logger.info("audit run %s: claimed by %s, attempt %s", run_id, worker, attempt)
+
+    def progress(step: str) -> None:
+        if not audit_run_renew_lease(run_id=run_id, attempt=attempt, progress=step):
+            raise AuditInputError("the run was taken over by another worker after its lease lapsed")
+
+    try:
+        result, snapshot = _compute(run, progress)
+        report_html = snapshot.get_html_str(as_iframe=False) if snapshot is not None else None
+    except Exception as exc:
+        _finish_failed(run, attempt, _readable_error(exc))
+        if not isinstance(exc, AuditInputError):
+            logger.error("audit run %s failed with %s", run_id, type(exc).__name__)
+        return
+    _finish_succeeded(run, attempt, result, report_html)
+
+
+def _readable_error(exc: Exception) -> str:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(exc, AuditInputError | TableError):
+        return str(exc)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return f"the audit took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s and was stopped"
+    if isinstance(exc, MemoryError):
+        return "the audit ran out of memory; lower AUDIT_EVIDENTLY_REPORT_ROWS or give the worker more memory"
+    return f"internal error ({type(exc).__name__}): {exc}"
+
+
+def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
+    from audits.engines.audit import audit_chunks, drift_column_types
+    from audits.engines.tables import (
+        ColumnRoles,
+        iter_parquet_chunks,
+        numeric_ranges,
+        parquet_min_max,
+        read_parquet_sample,
+        score_is_probability,
+    )
+
+    roles = ColumnRoles.from_dict(run.dataset.column_roles)
+    policy = audit_policy_for(run)
+    is_probability = True
+    if roles.score:
+        with run.dataset.file.open("rb") as data_file:
+            is_probability = score_is_probability(*parquet_min_max(data_file, roles.score))
+    progress("reading data")
+    with ExitStack() as files:
+        data_file = files.enter_context(run.dataset.file.open("rb"))
+        reference_chunks = reference_schema = ranges = evidently_sample = None
+        if run.reference_dataset is not None:
+            reference_file = files.enter_context(run.reference_dataset.file.open("rb"))
+            reference_schema = run.reference_dataset.columns
+            numerical, categorical = drift_column_types(roles, run.dataset.columns, reference_schema)
+            if not numerical and not categorical:
+                raise AuditInputError("the reference dataset shares none of the audited dataset's feature columns")
+            ranges = numeric_ranges([data_file, reference_file], numerical)
+            shared = [c for c in roles.all_columns() if c in {c["name"] for c in reference_schema}]
+            reference_chunks = iter_parquet_chunks(reference_file, columns=shared)
+            limit = settings.AUDIT_EVIDENTLY_REPORT_ROWS
+            evidently_sample = (
+                read_parquet_sample(reference_file, columns=numerical + categorical, max_rows=limit, seed=run.pk)[0],
+                read_parquet_sample(data_file, columns=numerical + categorical, max_rows=limit, seed=run.pk)[0],
+            )
+        return audit_chunks(
+            iter_parquet_chunks(data_file, columns=roles.all_columns()),
+            roles=roles,
+            policy=policy,
+            score_is_probability=is_probability,
+            reference_chunks=reference_chunks,
+            schema=run.dataset.columns,
+            reference_schema=reference_schema,
+            numeric_ranges=ranges,
+            identifiers=run.dataset.identifier_scan,
+            evidently_sample=evidently_sample,
+            on_progress=progress,
+        )
+
+
+def _finish_succeeded(run: AuditRun, attempt: int, result: dict[str, Any], report_html: str | None) -> None:
+    report_name = ""
+    if report_html is not None:
+        report_name = default_storage.save(
+            f"runs/{run.organization_id}/{run.pk}/attempt-{attempt}-drift-report.html",
+            ContentFile(report_html.encode("utf-8")),
+        )
+    with transaction.atomic():
+        locked = AuditRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != AuditRun.Status.RUNNING or locked.attempt != attempt:
+            logger.warning("audit run %s: attempt %s lost its claim; its results are discarded", run.pk, attempt)
+            if report_name:
+                default_storage.delete(report_name)
+            return
+        MetricResult.objects.bulk_create(metric_rows(locked, result))
+        Finding.objects.bulk_create(finding_rows(locked, result))
+        locked.verdict = result["verdict"]
+        locked.status = AuditRun.Status.SUCCEEDED
+        locked.finished_at = timezone.now()
+        locked.result = result
+        locked.progress = "finished"
+        locked.lease_expires_at = None
+        locked.drift_report_file = report_name
+        locked.save(
+            update_fields=[
+                "status",
+                "finished_at",
+                "result",
+                "progress",
+                "lease_expires_at",
+                "drift_report_file",
+                "verdict",
+            ]
+        )
+        event_record(
+            organization=locked.organization,
+            actor=None,
+            action="audit_run.succeeded",
+            obj=locked,
+            after={"rows": result["rows"], "attempt": attempt},
+        )
+        _announce(locked, result)
+    logger.info("audit run %s: succeeded", run.pk)
+
+
+def _finish_failed(run: AuditRun, attempt: int, error: str) -> None:
+    with transaction.atomic():
+        changed = AuditRun.objects.filter(pk=run.pk, status=AuditRun.Status.RUNNING, attempt=attempt).update(
+            status=AuditRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error=error,
+            progress="failed",
+            lease_expires_at=None,
+        )
+        if changed:
+            event_record(
+                organization=run.organization,
+                actor=None,
+                action="audit_run.failed",
+                obj=run,
+                after={"error": error, "attempt": attempt},
+            )
+            run.refresh_from_db()
+            _announce(run, None)
+
+    logger.info("audit run %s: failed", run.pk)
+
+
+def _announce(run: AuditRun, result: dict[str, Any] | None) -> None:
+    """Webhooks: the run finished, and its critical findings. Ids and figures only, no patient data."""
+    from governance.webhooks import webhook_event_emit
+
+    findings = (result or {}).get("findings", [])
+    payload = {
+        "run": run.pk,
+        "model": run.model_version.ai_model.slug,
+        "model_version": run.model_version.version,
+        "status": run.status,
+        "verdict": run.verdict or None,
+        "findings": {s: sum(1 for f in findings if f["severity"] == s) for s in ("critical", "warning", "info")},
+        "error": run.error or None,
+    }
+    webhook_event_emit(organization=run.organization, event="run.finished", payload=payload)
+    critical = [f for f in findings if f["severity"] == "critical"]
+    if critical:
+        webhook_event_emit(
+            organization=run.organization,
+            event="finding.critical",
+            payload={
+                **payload,
+                "critical": [
+                    {k: f[k] for k in ("metric", "attribute", "group", "column", "value", "message")} for f in critical
+                ],
+            },
+        )
