@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from governance.webhooks import _dispatch, webhook_delivery_attempt
+from governance.webhooks import webhook_delivery_attempt, webhook_delivery_dispatch
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def deliver_webhook(delivery_id: int) -> None:
     countdown = webhook_delivery_attempt(delivery_id=delivery_id)
     if countdown is not None:
-        _dispatch(delivery_id, countdown=countdown)
+        webhook_delivery_dispatch(delivery_id, countdown=countdown)

@@ -116,12 +116,14 @@ def webhook_event_emit(*, organization: Any, event: str, payload: dict[str, Any]
         if not endpoint.wants(event):
             continue
         delivery = WebhookDelivery.objects.create(endpoint=endpoint, event=event, payload=payload)
-        transaction.on_commit(functools.partial(_dispatch, delivery.pk, countdown=0))
+        transaction.on_commit(functools.partial(webhook_delivery_dispatch, delivery.pk, countdown=0))
         count += 1
     return count
 
 
-def _dispatch(delivery_id: int, *, countdown: int) -> None:
+def webhook_delivery_dispatch(delivery_id: int, *, countdown: int) -> None:
+    """Send a delivery to the workers, now or after countdown seconds."""
+
     from kombu.exceptions import OperationalError
 
     from governance.tasks import deliver_webhook

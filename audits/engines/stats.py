@@ -54,30 +54,6 @@ class ConfusionCounts:
     def predicted_negatives(self) -> int:
         return self.true_negatives + self.false_negatives
 
-    def base_rate(self) -> float | None:
-        return ratio(self.positives, self.n)
-
-    def selection_rate(self) -> float | None:
-        return ratio(self.predicted_positives, self.n)
-
-    def true_positive_rate(self) -> float | None:
-        return ratio(self.true_positives, self.positives)
-
-    def false_positive_rate(self) -> float | None:
-        return ratio(self.false_positives, self.negatives)
-
-    def false_negative_rate(self) -> float | None:
-        return ratio(self.false_negatives, self.positives)
-
-    def positive_predictive_value(self) -> float | None:
-        return ratio(self.true_positives, self.predicted_positives)
-
-    def negative_predictive_value(self) -> float | None:
-        return ratio(self.true_negatives, self.predicted_negatives)
-
-    def accuracy(self) -> float | None:
-        return ratio(self.true_positives + self.true_negatives, self.n)
-
 
 # --- Confidence intervals and tests -------------------------------------------------------------
 #

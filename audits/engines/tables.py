@@ -366,11 +366,21 @@ def iter_parquet_chunks(source: Any, *, columns: list[str], batch_size: int = 10
 ARROW_BACKED = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
 
 
-def read_parquet_sample(source: Any, *, columns: list[str], max_rows: int, seed: int = 0) -> tuple[pd.DataFrame, bool]:
-    """The named columns, or a seeded uniform sample of max_rows of them; True when sampled."""
-    frame = pq.read_table(source, columns=columns).to_pandas()
-    if len(frame) <= max_rows:
-        return frame, False
-    rng = np.random.default_rng(seed)
-    keep = np.sort(rng.choice(len(frame), size=max_rows, replace=False))
-    return frame.iloc[keep].reset_index(drop=True), True
+def read_parquet_sample(source: Any, *, columns: list[str], max_rows: int, seed: int = 0) -> pd.DataFrame:
+    """The named columns, or a seeded uniform sample of max_rows of their rows.
+
+    The sample is drawn while the file is read chunk by chunk, so memory holds the sample and one
+    chunk, never the whole column.
+    """
+    total = pq.ParquetFile(source).metadata.num_rows
+    if total <= max_rows:
+        return pq.read_table(source, columns=columns).to_pandas(types_mapper=ARROW_BACKED.get)
+    keep = np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
+    pieces, start = [], 0
+    for chunk in iter_parquet_chunks(source, columns=columns):
+        end = start + len(chunk)
+        wanted = keep[np.searchsorted(keep, start) : np.searchsorted(keep, end)] - start
+        if len(wanted):
+            pieces.append(chunk.iloc[wanted])
+        start = end
+    return pd.concat(pieces, ignore_index=True)

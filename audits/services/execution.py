@@ -103,9 +103,10 @@ def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
             reference_chunks = iter_parquet_chunks(reference_file, columns=shared)
             limit = settings.AUDIT_EVIDENTLY_REPORT_ROWS
             evidently_sample = (
-                read_parquet_sample(reference_file, columns=numerical + categorical, max_rows=limit, seed=run.pk)[0],
-                read_parquet_sample(data_file, columns=numerical + categorical, max_rows=limit, seed=run.pk)[0],
+                read_parquet_sample(reference_file, columns=numerical + categorical, max_rows=limit, seed=run.pk),
+                read_parquet_sample(data_file, columns=numerical + categorical, max_rows=limit, seed=run.pk),
             )
+
         return audit_chunks(
             iter_parquet_chunks(data_file, columns=roles.all_columns()),
             roles=roles,

@@ -178,3 +178,18 @@ def test_numeric_ranges_ignore_infinities_recorded_in_parquet_footers(tmp_path) 
     path = tmp_path / "data.parquet"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
     assert numeric_ranges([str(path)], ["lactate", "age"]) == {"lactate": (0.5, 7.5), "age": (30.0, 80.0)}
+
+
+def test_the_evidently_sample_is_drawn_while_streaming_and_equals_a_whole_file_sample(tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    from audits.engines.tables import read_parquet_sample
+
+    frame = pd.DataFrame({"i": np.arange(250_000), "ward": np.where(np.arange(250_000) % 3 == 0, "icu", "er")})
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=100_000)
+    sample = read_parquet_sample(str(path), columns=["i", "ward"], max_rows=1000, seed=7)
+    expected = np.sort(np.random.default_rng(7).choice(250_000, size=1000, replace=False))
+    assert sample["i"].tolist() == expected.tolist()
+    assert sample["ward"].tolist() == frame["ward"].iloc[expected].tolist()
+    assert len(read_parquet_sample(str(path), columns=["i"], max_rows=300_000)) == 250_000
