@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.db.models.functions import Coalesce
 
-from audits.models import AuditRun
-from governance.models import ApiToken, ModelVersion
+from audits.models import Alert, AuditPolicy, AuditRun, AuditSchedule, MetricResult, PredictionBatch
+from governance.models import AIModel, ApiToken, ModelVersion
 from governance.selectors import organizations_visible
 
 
@@ -74,3 +76,110 @@ def audit_run_verdict(run: AuditRun) -> dict[str, Any]:
     answer["comparison"] = comparison
     answer["overall"] = "fail" if run.verdict == "fail" or comparison["verdict"] == "fail" else "pass"
     return answer
+
+
+def prediction_batches_visible(user: Any, *, token: ApiToken | None = None) -> QuerySet[PredictionBatch]:
+    return PredictionBatch.objects.filter(organization__in=organizations_visible(user, token=token)).select_related(
+        "model_version", "model_version__ai_model"
+    )
+
+
+def audit_schedules_visible(user: Any, *, token: ApiToken | None = None) -> QuerySet[AuditSchedule]:
+    return AuditSchedule.objects.filter(organization__in=organizations_visible(user, token=token)).select_related(
+        "ai_model", "model_version", "reference_dataset", "last_run"
+    )
+
+
+def alerts_visible(user: Any, *, token: ApiToken | None = None) -> QuerySet[Alert]:
+    return Alert.objects.filter(organization__in=organizations_visible(user, token=token)).select_related("ai_model")
+
+
+SERIES_KEY = ("attribute", "group", "reference_group", "column")
+
+
+def metric_series(
+    *,
+    ai_model: AIModel,
+    metric: str,
+    attribute: str | None = None,
+    group: str | None = None,
+    model_version_id: int | None = None,
+    schedule_id: int | None = None,
+    since: datetime | None = None,
+) -> dict[str, Any]:
+    """A metric over the model's succeeded runs, one series per group (or column), with the change between windows.
+
+    A point's time is the end of the run's window of the production stream, or, for a run of a fixed
+    dataset, the time it finished. Each series carries the change between consecutive points with its
+    MOVER interval (engines.trends); the policy's current bound on the metric is given for charts.
+    """
+    from audits.engines.policy import Policy
+    from audits.engines.trends import series_changes
+
+    rows = MetricResult.objects.filter(
+        run__model_version__ai_model=ai_model, run__status=AuditRun.Status.SUCCEEDED, metric=metric
+    ).annotate(at=Coalesce("run__window_end", "run__finished_at"))
+    if attribute is not None:
+        rows = rows.filter(attribute=attribute)
+    if group is not None:
+        rows = rows.filter(group=group)
+    if model_version_id is not None:
+        rows = rows.filter(run__model_version_id=model_version_id)
+    if schedule_id is not None:
+        rows = rows.filter(run__schedule_id=schedule_id)
+    if since is not None:
+        rows = rows.filter(at__gte=since)
+    series: dict[tuple[str, ...], dict[str, Any]] = {}
+    for row in rows.order_by("at", "run_id").values(
+        "run_id",
+        "run__model_version__version",
+        "run__schedule_id",
+        "run__window_start",
+        "run__window_end",
+        "at",
+        *SERIES_KEY,
+        "value",
+        "ci_low",
+        "ci_high",
+        "n",
+        "status",
+        "p_value",
+    ):
+        key = tuple(row[k] for k in SERIES_KEY)
+        entry = series.setdefault(key, {**{k: row[k] for k in SERIES_KEY}, "points": []})
+        entry["points"].append(
+            {
+                "run": row["run_id"],
+                "model_version": row["run__model_version__version"],
+                "schedule": row["run__schedule_id"],
+                "at": row["at"],
+                "window_start": row["run__window_start"],
+                "window_end": row["run__window_end"],
+                "value": row["value"],
+                "ci_low": row["ci_low"],
+                "ci_high": row["ci_high"],
+                "n": row["n"],
+                "status": row["status"],
+                "p_value": row["p_value"],
+            }
+        )
+    for entry in series.values():
+        entry["changes"] = series_changes(metric, entry["points"])
+    stored = AuditPolicy.objects.filter(ai_model=ai_model).first()
+    bound = (Policy.from_dict(stored.as_dict()) if stored else Policy()).bounds.get(metric)
+    return {
+        "metric": metric,
+        "bound": None if bound is None else {"low": bound.low, "high": bound.high, "severity": bound.severity},
+        "series": list(series.values()),
+    }
+
+
+def metrics_of_model(ai_model: AIModel) -> list[str]:
+    """The metrics the model's succeeded runs have produced, for telling a caller what to ask for."""
+    return sorted(
+        set(
+            MetricResult.objects.filter(
+                run__model_version__ai_model=ai_model, run__status=AuditRun.Status.SUCCEEDED
+            ).values_list("metric", flat=True)
+        )
+    )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import smtplib
 import socket
 
 from celery import shared_task
 
 from audits.services import audit_run_execute, audit_runs_sweep
+from audits.services.alerts import alert_notify, alerts_sweep_unnotified
+from audits.services.schedules import audit_schedules_check_overdue, audit_schedules_fire
 
 
 # acks_late + reject_on_worker_lost: a worker killed mid-audit leaves the message to be
@@ -19,4 +22,26 @@ def run_audit(run_id: int) -> None:
 
 @shared_task(ignore_result=True, expires=55)
 def sweep_audit_runs() -> dict[str, int]:
-    return audit_runs_sweep()
+    counts = audit_runs_sweep()
+    counts["alert_notices_resent"] = alerts_sweep_unnotified()
+    return counts
+
+
+# Beat sends this every minute; a late copy is harmless (the claim is conditional) but useless, so it expires.
+@shared_task(ignore_result=True, expires=55)
+def fire_due_schedules() -> dict[str, int]:
+    counts = audit_schedules_fire()
+    counts["overdue"] = audit_schedules_check_overdue()
+    return counts
+
+
+# SMTP errors and refused connections may pass; the claim inside alert_notify sends one e-mail per alert.
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(smtplib.SMTPException, ConnectionError, TimeoutError),
+    retry_backoff=30,
+    max_retries=8,
+)
+def notify_alert(alert_id: int) -> None:
+    alert_notify(alert_id=alert_id)

@@ -110,6 +110,7 @@ class AIModelOutput(serializers.ModelSerializer):
             "clinical_risk_level",
             "out_of_scope_uses",
             "status",
+            "alert_emails",
             "created_at",
             "updated_at",
         ]
@@ -127,6 +128,9 @@ class AIModelListCreateApi(GovernanceApi):
         clinical_risk_level = serializers.ChoiceField(AIModel.RiskLevel.choices, default=AIModel.RiskLevel.MODERATE)
         out_of_scope_uses = serializers.CharField(required=False, allow_blank=True, default="")
         status = serializers.ChoiceField(AIModel.Status.choices, default=AIModel.Status.IN_DEVELOPMENT)
+        alert_emails = serializers.CharField(
+            required=False, allow_blank=True, default="", help_text="Extra alert addresses, comma-separated"
+        )
 
     @extend_schema(responses=AIModelOutput(many=True))
     def get(self, request: Request) -> Response:

@@ -76,6 +76,9 @@ class AIModel(models.Model):
     clinical_risk_level = models.CharField(max_length=20, choices=RiskLevel.choices, default=RiskLevel.MODERATE)
     out_of_scope_uses = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.IN_DEVELOPMENT)
+    alert_emails = models.TextField(
+        blank=True, help_text="Addresses that get this model's alerts besides its owner, comma-separated"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -161,6 +164,9 @@ class Dataset(models.Model):
     column_roles = models.JSONField(editable=False)
     identifier_scan = models.JSONField(
         default=list, editable=False, help_text="Direct identifiers found at upload: column and kind, never a value"
+    )
+    provenance = models.JSONField(
+        default=dict, editable=False, help_text="For a window of a production stream: the window and its batches"
     )
 
     uploaded_by = models.ForeignKey(
@@ -261,6 +267,8 @@ class WebhookEndpoint(models.Model):
         RUN_FINISHED = "run.finished", "Audit run finished"
         CRITICAL_FINDING = "finding.critical", "Critical finding"
         REPORT_SIGNED = "report.signed", "Report signed"
+        ALERT_OPENED = "alert.opened", "Alert opened"
+        ALERT_RESOLVED = "alert.resolved", "Alert resolved"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhooks")
     url = models.URLField(max_length=500)

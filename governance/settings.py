@@ -246,6 +246,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "sweep-audit-runs": {"task": "audits.tasks.sweep_audit_runs", "schedule": 60.0},
+    # The one beat entry for every AuditSchedule: it claims the due ones (no PeriodicTask per model).
+    "fire-due-schedules": {"task": "audits.tasks.fire_due_schedules", "schedule": 60.0},
 }
 
 # A worker holding a run renews its lease between phases; a run whose lease lapsed is
@@ -271,6 +273,14 @@ LOGGING = {
 }
 
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# SMTP, when EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend (alerts are sent by e-mail).
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost") or "localhost"
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "") or ""
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "") or ""
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "governance@localhost") or "governance@localhost"
 
 # Published figures hide counts from 1 to this (CMS cell-size suppression).
 REPORT_SMALL_CELL_THRESHOLD = envint("REPORT_SMALL_CELL_THRESHOLD", 10)

@@ -15,11 +15,28 @@ api_v1 = [
     path("models/<int:model_id>/", apis.AIModelDetailApi.as_view(), name="model-detail"),
     path("models/<int:model_id>/versions/", apis.ModelVersionListCreateApi.as_view(), name="model-version-list"),
     path("models/<int:model_id>/policy/", audit_apis.AuditPolicyApi.as_view(), name="model-policy"),
+    path(
+        "models/<int:model_id>/schedules/", audit_apis.AuditScheduleListCreateApi.as_view(), name="model-schedule-list"
+    ),
+    path("models/<int:model_id>/series/", audit_apis.MetricSeriesApi.as_view(), name="model-metric-series"),
+    path("schedules/<int:schedule_id>/", audit_apis.AuditScheduleDetailApi.as_view(), name="schedule-detail"),
+    path("alerts/", audit_apis.AlertListApi.as_view(), name="alert-list"),
+    path("alerts/<int:alert_id>/resolve/", audit_apis.AlertResolveApi.as_view(), name="alert-resolve"),
     path("versions/<int:version_id>/", apis.ModelVersionDetailApi.as_view(), name="model-version-detail"),
     path(
         "versions/<int:version_id>/transition/",
         apis.ModelVersionTransitionApi.as_view(),
         name="model-version-transition",
+    ),
+    path(
+        "versions/<int:version_id>/batches/",
+        audit_apis.PredictionBatchListCreateApi.as_view(),
+        name="model-version-batches",
+    ),
+    path(
+        "versions/<int:version_id>/windows/",
+        audit_apis.ProductionWindowCreateApi.as_view(),
+        name="model-version-windows",
     ),
     path("datasets/", apis.DatasetListCreateApi.as_view(), name="dataset-list"),
     path("datasets/<int:dataset_id>/", apis.DatasetDetailApi.as_view(), name="dataset-detail"),

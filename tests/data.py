@@ -42,3 +42,27 @@ CLINICAL_ROLES: dict[str, Any] = {
     "protected": [{"column": "race", "reference": "White"}, {"column": "sex", "reference": None}],
     "features": ["age", "lactate", "ward"],
 }
+
+
+def production_frames(
+    n: int, seed: int, *, start: str, days: int, shift: float = 0.0, first_id: int = 1, outcome_share: float = 0.9
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A production log of a deployed model: scored encounters spread over `days` from `start` (predictions,
+    without the outcome), and the outcomes of a share of them, as they arrive later."""
+    frame = clinical_frame(n, seed=seed, shift=shift)
+    rng = np.random.default_rng(seed + 1000)
+    frame.insert(0, "encounter_id", np.arange(first_id, first_id + n))
+    offsets = np.sort(rng.uniform(0, days * 86400, size=n)).astype("int64")
+    times = pd.Timestamp(start, tz="UTC") + pd.to_timedelta(offsets, unit="s")
+    frame.insert(1, "scored_at", times.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    known = rng.random(n) < outcome_share
+    outcomes = frame.loc[known, ["encounter_id", "sepsis"]].reset_index(drop=True)
+    return frame.drop(columns=["sepsis"]), outcomes
+
+
+STREAM_ROLES: dict[str, Any] = {
+    **{k: v for k, v in CLINICAL_ROLES.items() if k != "label"},
+    "record_id": "encounter_id",
+    "timestamp": "scored_at",
+}
+OUTCOME_ROLES: dict[str, Any] = {"record_id": "encounter_id", "label": "sepsis"}

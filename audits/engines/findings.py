@@ -291,3 +291,26 @@ def verdict(findings: list[dict[str, Any]], policy: Policy) -> str:
 
 def sort_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(findings, key=lambda f: (SEVERITY_ORDER[f["severity"]], f["category"], f["attribute"], f["group"]))
+
+
+# The finding categories each check of a schedule covers.
+CHECK_CATEGORIES = {"fairness": {"fairness", "label_choice"}, "drift": {"drift"}, "quality": {"quality"}}
+
+
+def restrict_to_checks(result: dict[str, Any], checks: list[str]) -> dict[str, Any]:
+    """Keep the findings of the chosen checks (all when none are chosen) and judge the verdict on them.
+
+    A direct identifier in the data is kept whatever the checks: it is a privacy breach, not a metric.
+    The figures themselves are all kept; only what counts in the verdict and alerts changes.
+    """
+    if not checks:
+        return result
+    categories = set().union(*(CHECK_CATEGORIES[c] for c in checks))
+    kept = [f for f in result["findings"] if f["category"] in categories or f["metric"] == "direct_identifier"]
+    return {
+        **result,
+        "checks": sorted(checks),
+        "findings": kept,
+        "findings_outside_checks": len(result["findings"]) - len(kept),
+        "verdict": verdict(kept, Policy.from_dict(result["policy"])),
+    }

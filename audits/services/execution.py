@@ -49,7 +49,10 @@ def audit_run_execute(*, run_id: int, worker: str) -> None:
             raise AuditInputError("the run was taken over by another worker after its lease lapsed")
 
     try:
+        from audits.engines.findings import restrict_to_checks
+
         result, snapshot = _compute(run, progress)
+        result = restrict_to_checks(result, run.checks)
         report_html = snapshot.get_html_str(as_iframe=False) if snapshot is not None else None
     except Exception as exc:
         _finish_failed(run, attempt, _readable_error(exc))
@@ -164,6 +167,7 @@ def _finish_succeeded(run: AuditRun, attempt: int, result: dict[str, Any], repor
             after={"rows": result["rows"], "attempt": attempt},
         )
         _announce(locked, result)
+        _monitor(locked, result)
     logger.info("audit run %s: succeeded", run.pk)
 
 
@@ -186,8 +190,18 @@ def _finish_failed(run: AuditRun, attempt: int, error: str) -> None:
             )
             run.refresh_from_db()
             _announce(run, None)
+            _monitor(run, None)
 
     logger.info("audit run %s: failed", run.pk)
+
+
+def _monitor(run: AuditRun, result: dict[str, Any] | None) -> None:
+    """Alerts the run opens or resolves, and its schedule's overdue state."""
+    from audits.services.alerts import alerts_for_finished_run
+    from audits.services.schedules import schedule_run_finished
+
+    alerts_for_finished_run(run, result)
+    schedule_run_finished(run)
 
 
 def _announce(run: AuditRun, result: dict[str, Any] | None) -> None:

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from audits.models import AuditRun
+from audits.models import AuditRun, AuditSchedule
 from governance.models import WRITE_ROLES, Dataset, ModelVersion
 from governance.services import ServiceError, event_record, require_role
 
@@ -24,7 +24,14 @@ logger = logging.getLogger(__name__)
 
 @transaction.atomic
 def audit_run_create(
-    *, model_version: ModelVersion, dataset: Dataset, reference_dataset: Dataset | None, actor: Any
+    *,
+    model_version: ModelVersion,
+    dataset: Dataset,
+    reference_dataset: Dataset | None,
+    actor: Any,
+    schedule: AuditSchedule | None = None,
+    window: tuple[datetime, datetime] | None = None,
+    checks: list[str] | None = None,
 ) -> AuditRun:
     """Queue an audit of a model version on a dataset, optionally against a reference dataset.
 
@@ -39,12 +46,19 @@ def audit_run_create(
             raise ServiceError(f"the {role} belongs to another organization", field=role)
     if reference_dataset is not None and reference_dataset.pk == dataset.pk:
         raise ServiceError("the reference dataset must differ from the audited dataset", field="reference_dataset")
+    unknown = set(checks or []) - set(AuditSchedule.Check.values)
+    if unknown:
+        raise ServiceError(f"unknown checks: {', '.join(sorted(unknown))}", field="checks")
     run = AuditRun.objects.create(
         organization=organization,
         model_version=model_version,
         dataset=dataset,
         reference_dataset=reference_dataset,
         created_by=actor if getattr(actor, "pk", None) else None,
+        schedule=schedule,
+        window_start=window[0] if window else None,
+        window_end=window[1] if window else None,
+        checks=sorted(checks or []),
     )
     event_record(
         organization=organization,
@@ -55,6 +69,7 @@ def audit_run_create(
             "model_version": model_version.pk,
             "dataset": dataset.pk,
             "reference_dataset": reference_dataset.pk if reference_dataset else None,
+            "schedule": schedule.pk if schedule else None,
         },
     )
     transaction.on_commit(lambda: audit_run_dispatch(run_id=run.pk))

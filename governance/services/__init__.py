@@ -1,6 +1,6 @@
 """Writes to the registry. Every governance action goes through here and leaves a GovernanceEvent."""
 
-from governance.services.base import ServiceError, event_record, require_role
+from governance.services.base import ServiceError, SystemActor, event_record, require_role
 from governance.services.datasets import dataset_upload
 from governance.services.registry import (
     AI_MODEL_FIELDS,
@@ -17,6 +17,7 @@ __all__ = [
     "AI_MODEL_FIELDS",
     "TOKEN_PREFIX",
     "ServiceError",
+    "SystemActor",
     "ai_model_create",
     "api_token_authenticate",
     "api_token_create",

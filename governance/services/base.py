@@ -25,6 +25,21 @@ class ServiceError(Exception):
         self.status = status
 
 
+class SystemActor:
+    """The service acting on its own behalf (a schedule firing): allowed what its configuration asks, and
+    recorded in events with no user and its name."""
+
+    is_superuser = True
+    is_authenticated = True
+    pk = None
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+
 def require_role(user: Any, organization: Organization, roles: Iterable[str], *, doing: str) -> None:
     """Refuse unless the user holds one of the roles in the organization (superusers always may)."""
     if getattr(user, "is_superuser", False):
@@ -44,6 +59,8 @@ def event_record(
     after: dict[str, Any] | None = None,
 ) -> GovernanceEvent:
     """Record one governance action with the request it came from."""
+    if isinstance(actor, SystemActor):
+        after = {**(after or {}), "by": actor.name}
     return GovernanceEvent.objects.create(
         organization=organization,
         actor=actor if getattr(actor, "pk", None) else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
+from dataclasses import dataclass
 from datetime import date
 from typing import IO, Any
 
@@ -22,13 +23,45 @@ from governance.models import (
 from governance.services.base import ServiceError, event_record, require_role
 
 
-def _sha256_of(stream: IO[bytes]) -> str:
+def sha256_of(stream: IO[bytes]) -> str:
     digest = hashlib.sha256()
     stream.seek(0)
     for block in iter(lambda: stream.read(1024 * 1024), b""):
         digest.update(block)
     stream.seek(0)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredParquet:
+    name: str
+    sha256: str
+    size_bytes: int
+
+
+def parquet_store(table: Any, *, folder: str) -> StoredParquet:
+    """Write an Arrow table once as zstd Parquet in row groups through Django's storage; its name and sha256."""
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=settings.DATASET_PARQUET_ROW_GROUP_SIZE, compression="zstd")
+    parquet_bytes = buffer.getvalue()
+    name = default_storage.save(f"{folder}/{uuid.uuid4().hex}.parquet", ContentFile(parquet_bytes))
+    return StoredParquet(name=name, sha256=hashlib.sha256(parquet_bytes).hexdigest(), size_bytes=len(parquet_bytes))
+
+
+def refuse_oversized(file: IO[bytes]) -> None:
+    """413 for an upload over DATASET_MAX_UPLOAD_BYTES."""
+    file.seek(0, io.SEEK_END)
+    size = file.tell()
+    file.seek(0)
+    if size > settings.DATASET_MAX_UPLOAD_BYTES:
+        raise ServiceError(
+            f"the file is {size} bytes; the limit is {settings.DATASET_MAX_UPLOAD_BYTES} bytes "
+            "(DATASET_MAX_UPLOAD_BYTES)",
+            field="file",
+            status=413,
+        )
 
 
 def dataset_upload(
@@ -44,6 +77,7 @@ def dataset_upload(
     description: str = "",
     period_start: date | None = None,
     period_end: date | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> Dataset:
     """Validate an uploaded CSV or Parquet file against its column roles, store it as Parquet and freeze it.
 
@@ -54,8 +88,6 @@ def dataset_upload(
     5. Record sha256 of the upload and of the Parquet file, rows and schema, and the event.
 
     """
-    import pyarrow.parquet as pq
-
     from audits.engines.identifiers import scan_identifiers
     from audits.engines.tables import ColumnRoles, read_table, validate_roles
 
@@ -66,28 +98,14 @@ def dataset_upload(
         raise ServiceError(f"kind must be one of {', '.join(Dataset.Kind.values)}", field="kind")
     if period_start and period_end and period_start > period_end:
         raise ServiceError("period_start is after period_end", field="period_start")
-    file.seek(0, io.SEEK_END)
-    size = file.tell()
-    file.seek(0)
-    if size > settings.DATASET_MAX_UPLOAD_BYTES:
-        raise ServiceError(
-            f"the file is {size} bytes; the limit is {settings.DATASET_MAX_UPLOAD_BYTES} bytes "
-            "(DATASET_MAX_UPLOAD_BYTES)",
-            field="file",
-            status=413,
-        )
+    refuse_oversized(file)
     roles = ColumnRoles.from_dict(column_roles)
-    original_sha256 = _sha256_of(file)
+    original_sha256 = sha256_of(file)
     loaded = read_table(file, filename=filename)
     validate_roles(loaded.table, roles)
 
-    buffer = io.BytesIO()
-    pq.write_table(loaded.table, buffer, row_group_size=settings.DATASET_PARQUET_ROW_GROUP_SIZE, compression="zstd")
-    parquet_bytes = buffer.getvalue()
-    parquet_sha256 = hashlib.sha256(parquet_bytes).hexdigest()
-    stored_name = default_storage.save(
-        f"datasets/{organization.slug}/{uuid.uuid4().hex}.parquet", ContentFile(parquet_bytes)
-    )
+    stored = parquet_store(loaded.table, folder=f"datasets/{organization.slug}")
+    stored_name, parquet_sha256 = stored.name, stored.sha256
     try:
         with transaction.atomic():
             dataset = Dataset.objects.create(
@@ -103,11 +121,12 @@ def dataset_upload(
                 original_format=loaded.source_format,
                 original_sha256=original_sha256,
                 sha256=parquet_sha256,
-                size_bytes=len(parquet_bytes),
+                size_bytes=stored.size_bytes,
                 row_count=loaded.table.num_rows,
                 columns=loaded.columns,
                 column_roles=roles.to_dict(),
                 identifier_scan=scan_identifiers(loaded.table),
+                provenance=provenance or {},
                 uploaded_by=actor if getattr(actor, "pk", None) else None,
             )
             event_record(

@@ -69,6 +69,7 @@ AI_MODEL_FIELDS = (
     "clinical_risk_level",
     "out_of_scope_uses",
     "status",
+    "alert_emails",
 )
 
 

@@ -97,6 +97,14 @@ class AuditRun(models.Model):
     result = models.JSONField(null=True, blank=True)
     verdict = models.CharField(max_length=10, blank=True, help_text="pass or fail under the policy, once finished")
     drift_report_file = models.FileField(max_length=300, blank=True)
+    # Set when a schedule started the run: which schedule, and the window of the production stream audited.
+    schedule = models.ForeignKey(
+        "audits.AuditSchedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    # The audits whose findings count in the verdict (fairness, drift, quality); empty for all.
+    checks = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

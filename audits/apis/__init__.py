@@ -1,0 +1,39 @@
+"""REST API of the audits app: runs and policies, and the monitoring of deployed models."""
+
+from audits.apis.monitoring import (
+    AlertListApi,
+    AlertResolveApi,
+    AuditScheduleDetailApi,
+    AuditScheduleListCreateApi,
+    MetricSeriesApi,
+    PredictionBatchListCreateApi,
+    ProductionWindowCreateApi,
+)
+from audits.apis.runs import (
+    MEASUREMENT_FIELDS,
+    AuditPolicyApi,
+    AuditRunDetailApi,
+    AuditRunDriftReportApi,
+    AuditRunListCreateApi,
+    AuditRunMetricsApi,
+    AuditRunVerdictApi,
+    FindingOutput,
+)
+
+__all__ = [
+    "MEASUREMENT_FIELDS",
+    "AlertListApi",
+    "AlertResolveApi",
+    "AuditPolicyApi",
+    "AuditRunDetailApi",
+    "AuditRunDriftReportApi",
+    "AuditRunListCreateApi",
+    "AuditRunMetricsApi",
+    "AuditRunVerdictApi",
+    "AuditScheduleDetailApi",
+    "AuditScheduleListCreateApi",
+    "FindingOutput",
+    "MetricSeriesApi",
+    "PredictionBatchListCreateApi",
+    "ProductionWindowCreateApi",
+]

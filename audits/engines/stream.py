@@ -1,0 +1,281 @@
+"""A model version's production stream: checking its batches, and cutting a window of it into an auditable table.
+
+Predictions batches carry a record id, an optional event time, the model's outputs, the protected
+attributes and the features, and the outcome when it is already known. Outcomes batches carry the
+record id and outcomes that became known later. A window keeps the predictions whose event time falls
+in it (the batch's arrival time when it has no timestamp column), the latest prediction per record,
+joined with the latest outcome per record; rows whose outcome is still unknown are left out and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from audits.engines.errors import TableError
+from audits.engines.tables import ColumnRoles, binary_values
+
+# Roles a stream batch has beyond those of an audited dataset.
+STREAM_KEYS = ("record_id", "timestamp")
+PREDICTIONS = "predictions"
+OUTCOMES = "outcomes"
+# Internal column names of the join; a file may not use them.
+_RECORD, _TIME, _ORDER = "__record_id", "__event_time", "__order"
+
+
+def stream_roles(data: Any, *, kind: str) -> dict[str, Any]:
+    """Check the roles of a stream batch and return them in their stored form."""
+    if not isinstance(data, dict):
+        raise TableError("column_roles must be a JSON object with keys record_id, timestamp, prediction, ...")
+    record_id = data.get("record_id")
+    if not isinstance(record_id, str) or not record_id:
+        raise TableError(
+            "column_roles.record_id is required: name the column with the record (encounter) id that joins "
+            "predictions to outcomes arriving later"
+        )
+    timestamp = data.get("timestamp") or None
+    if timestamp is not None and not isinstance(timestamp, str):
+        raise TableError("column_roles.timestamp must be a column name")
+    if kind == OUTCOMES:
+        if not isinstance(data.get("label"), str) or not data["label"]:
+            raise TableError("an outcomes batch needs column_roles.label: the column with the observed outcome")
+        alternative = data.get("alternative_outcome") or None
+        return {
+            "record_id": record_id,
+            "timestamp": timestamp,
+            "label": data["label"],
+            "alternative_outcome": alternative,
+        }
+    if kind != PREDICTIONS:
+        raise TableError(f"kind must be {PREDICTIONS} or {OUTCOMES}")
+    # The audit roles, with the label optional: outcomes may arrive later.
+    audit = {k: v for k, v in data.items() if k not in STREAM_KEYS}
+    audit_roles = ColumnRoles.from_dict({**audit, "label": audit.get("label") or _RECORD}).to_dict()
+    if audit_roles["label"] == _RECORD:
+        audit_roles["label"] = None
+    return {"record_id": record_id, "timestamp": timestamp, **audit_roles}
+
+
+def batch_columns(roles: dict[str, Any]) -> list[str]:
+    """Every column a batch's roles name, in a stable order, without repeats."""
+    names: list[str] = [roles["record_id"]]
+    if roles.get("timestamp"):
+        names.append(roles["timestamp"])
+    for key in ("label", "prediction", "score", "alternative_outcome"):
+        if roles.get(key):
+            names.append(roles[key])
+    names += [p["column"] for p in roles.get("protected") or []]
+    names += list(roles.get("features") or [])
+    return list(dict.fromkeys(names))
+
+
+def check_batch(table: pa.Table, roles: dict[str, Any], *, kind: str) -> tuple[datetime | None, datetime | None]:
+    """Check a batch against its roles; the first and last event time, if it has a timestamp column.
+
+    Every named column must exist; record ids must be present, integer or text, and unique within the
+    batch; event times must parse; predictions must be 0/1, scores finite numbers, outcomes 0/1.
+    """
+    available = table.column_names
+    for column in batch_columns(roles):
+        if column not in available:
+            raise TableError(f"column {column!r} named in column_roles is not in the file", column=column)
+    for reserved in (_RECORD, _TIME, _ORDER):
+        if reserved in available:
+            raise TableError(f"the column name {reserved!r} is reserved; rename it", column=reserved)
+    record_ids(table.column(roles["record_id"]), name=roles["record_id"], unique=True)
+    first = last = None
+    if roles.get("timestamp"):
+        times = event_times(table.column(roles["timestamp"]).to_pandas(), column=roles["timestamp"])
+        first, last = times.min().to_pydatetime(), times.max().to_pydatetime()
+    label = roles.get("label")
+    if kind == OUTCOMES:
+        assert label is not None  # stream_roles requires it of outcomes
+        binary_values(table.column(label).to_pandas(), column=label, role="label")
+        return first, last
+    if roles.get("prediction"):
+        binary_values(table.column(roles["prediction"]).to_pandas(), column=roles["prediction"], role="prediction")
+    if roles.get("score"):
+        score = table.column(roles["score"]).to_pandas()
+        if not pd.api.types.is_numeric_dtype(score) or pd.api.types.is_bool_dtype(score):
+            raise TableError(f"score column {roles['score']!r} must be numeric", column=roles["score"])
+        finite = np.isfinite(score.to_numpy(dtype=float, na_value=np.nan))
+        if not finite.all():
+            row = int(np.argmin(finite)) + 1
+            raise TableError(
+                f"score column {roles['score']!r} has a missing or infinite value at data row {row}",
+                column=roles["score"],
+            )
+    if label:
+        known = table.column(label).to_pandas().dropna()
+        binary_values(known, column=label, role="label (where known)")
+    return first, last
+
+
+def record_ids(values: pa.ChunkedArray, *, name: str, unique: bool) -> pd.Series:
+    """Record ids as text, so that 1042 in one batch joins "1042" in another."""
+    kind = values.type
+    if not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise TableError(f"record id column {name!r} must hold integers or text, found {kind}", column=name)
+    ids = values.to_pandas().astype("string")
+    if ids.isna().any():
+        row = int(np.argmax(ids.isna().to_numpy())) + 1
+        raise TableError(f"record id column {name!r} is missing a value at data row {row}", column=name)
+    if unique:
+        repeated = ids.duplicated(keep="first").to_numpy()
+        if repeated.any():
+            row = int(np.argmax(repeated)) + 1
+            # The value itself is not echoed: record ids can be identifying.
+            raise TableError(
+                f"record id column {name!r} repeats an earlier record at data row {row}; "
+                "a batch holds one row per record",
+                column=name,
+            )
+    return ids
+
+
+def event_times(series: pd.Series, *, column: str) -> pd.Series:
+    """Event times as UTC timestamps; text is read as ISO 8601, and a time without a zone is taken as UTC."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        parsed = pd.to_datetime(series, utc=True)
+    else:
+        parsed = pd.to_datetime(series.astype("string"), utc=True, errors="coerce", format="ISO8601")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad)) + 1
+        raise TableError(
+            f"timestamp column {column!r} has a missing or unreadable time at data row {row}; "
+            "use ISO 8601, e.g. 2026-11-25T08:30:00Z",
+            column=column,
+        )
+    return parsed
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch read for a window: its id, its roles, its rows (the named columns), and when it arrived."""
+
+    batch_id: int
+    roles: dict[str, Any]
+    table: pa.Table
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Window:
+    table: pa.Table
+    column_roles: dict[str, Any]
+    statistics: dict[str, int]
+
+
+def window_table(predictions: list[Batch], outcomes: list[Batch], *, start: datetime, end: datetime) -> Window:
+    """The auditable rows of the stream in [start, end): latest prediction per record, joined with its outcome.
+
+    1. Keep predictions whose event time is in the window; of a record scored twice, the latest.
+    2. Join the latest outcome per record id; an outcome from an outcomes batch wins over one in the
+       predictions batch.
+    3. Leave out, and count, the rows whose outcome is still unknown.
+    Batches are given in upload order; the audit roles are those of the latest predictions batch.
+    """
+    if not predictions:
+        raise TableError("the production stream has no predictions in this window")
+    roles = predictions[-1].roles
+    audit_columns = [c for c in batch_columns(roles) if c not in (roles["record_id"], roles.get("timestamp"))]
+    frames = []
+    for order, batch in enumerate(predictions):
+        frame = batch.table.to_pandas()
+        missing = [c for c in audit_columns if c not in frame.columns and c != roles.get("label")]
+        if missing:
+            raise TableError(
+                f"predictions batch {batch.batch_id} lacks column {missing[0]!r} that the latest batch has",
+                column=missing[0],
+            )
+        if batch.roles.get("timestamp"):
+            times = event_times(frame[batch.roles["timestamp"]], column=batch.roles["timestamp"])
+        else:
+            times = pd.Series(pd.Timestamp(batch.received_at).tz_convert("UTC"), index=frame.index)
+        in_window = ((times >= pd.Timestamp(start)) & (times < pd.Timestamp(end))).to_numpy()
+        frame = frame.loc[in_window]
+        ids = record_ids(
+            batch.table.column(batch.roles["record_id"]).filter(pa.array(in_window)),
+            name=batch.roles["record_id"],
+            unique=False,
+        )
+        label = batch.roles.get("label")
+        renamed = {label: "__label"} if label else {}
+        frame = frame.rename(columns=renamed)
+        frame[_RECORD] = ids.to_numpy()
+        frame[_TIME] = times[in_window].to_numpy()
+        frame[_ORDER] = order
+        frames.append(frame)
+    rows = pd.concat(frames, ignore_index=True)
+    in_window_rows = len(rows)
+    if in_window_rows == 0:
+        raise TableError("the production stream has no predictions in this window")
+    rows = rows.sort_values([_TIME, _ORDER], kind="stable").drop_duplicates(_RECORD, keep="last")
+    rescored = in_window_rows - len(rows)
+
+    label_name = roles.get("label") or next((b.roles["label"] for b in reversed(outcomes)), None)
+    if label_name is None:
+        raise TableError("no outcomes yet: upload an outcomes batch with the label for these records")
+    alternative_name = roles.get("alternative_outcome") or next(
+        (b.roles["alternative_outcome"] for b in reversed(outcomes) if b.roles.get("alternative_outcome")), None
+    )
+    label = (
+        rows["__label"].astype("Float64") if "__label" in rows else pd.Series(pd.NA, index=rows.index, dtype="Float64")
+    )
+    if outcomes:
+        known = _latest_outcomes(outcomes, set(rows[_RECORD]))
+        joined = rows[[_RECORD]].merge(known, how="left", on=_RECORD)
+        later = joined["__outcome"].to_numpy()
+        label = pd.Series(
+            np.where(pd.isna(later), label.to_numpy(dtype=float, na_value=np.nan), later), index=rows.index
+        )
+        if alternative_name and "__alternative" in joined and alternative_name not in rows:
+            rows[alternative_name] = joined["__alternative"].to_numpy()
+    label = label.astype(float)
+    awaiting = int(label.isna().sum())
+    rows = rows.loc[label.notna().to_numpy()].copy()
+    rows[label_name] = label.dropna().astype("int8").to_numpy()
+    column_roles = {k: v for k, v in roles.items() if k not in STREAM_KEYS}
+    column_roles["label"] = label_name
+    column_roles["alternative_outcome"] = alternative_name if alternative_name in rows else None
+    keep = [c for c in dict.fromkeys([*audit_columns, label_name, alternative_name]) if c and c in rows]
+    table = pa.Table.from_pandas(rows[keep].reset_index(drop=True), preserve_index=False)
+    return Window(
+        table=table,
+        column_roles=column_roles,
+        statistics={
+            "predictions_in_window": in_window_rows,
+            "rescored_records_dropped": rescored,
+            "awaiting_outcome": awaiting,
+            "rows": table.num_rows,
+        },
+    )
+
+
+def _latest_outcomes(outcomes: list[Batch], wanted: set[str]) -> pd.DataFrame:
+    """The latest outcome (and alternative outcome) per record id, for the records asked about."""
+    frames = []
+    for order, batch in enumerate(outcomes):
+        roles = batch.roles
+        ids = record_ids(batch.table.column(roles["record_id"]), name=roles["record_id"], unique=False)
+        mask = ids.isin(wanted).to_numpy()
+        frame = pd.DataFrame(
+            {
+                _RECORD: ids.to_numpy()[mask],
+                "__outcome": batch.table.column(roles["label"]).to_numpy(zero_copy_only=False)[mask].astype(float),
+                _ORDER: order,
+            }
+        )
+        if roles.get("alternative_outcome"):
+            frame["__alternative"] = batch.table.column(roles["alternative_outcome"]).to_numpy(zero_copy_only=False)[
+                mask
+            ]
+        frames.append(frame)
+    known = pd.concat(frames, ignore_index=True).sort_values(_ORDER, kind="stable")
+    return known.drop_duplicates(_RECORD, keep="last").drop(columns=[_ORDER])

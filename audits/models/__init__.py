@@ -1,0 +1,15 @@
+"""Models of the audits app: runs and their results, and the monitoring of deployed models."""
+
+from audits.models.monitoring import Alert, AuditSchedule, PredictionBatch
+from audits.models.runs import AuditPolicy, AuditRun, Finding, Measurement, MetricResult
+
+__all__ = [
+    "Alert",
+    "AuditPolicy",
+    "AuditRun",
+    "AuditSchedule",
+    "Finding",
+    "Measurement",
+    "MetricResult",
+    "PredictionBatch",
+]
