@@ -213,6 +213,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AuditRunStatusEnum": "audits.models.AuditRun.Status",
         "AIModelStatusEnum": "governance.models.AIModel.Status",
+        "DatasetKindEnum": "governance.models.Dataset.Kind",
+        "PredictionBatchKindEnum": "audits.models.PredictionBatch.Kind",
+        "AlertKindEnum": "audits.models.Alert.Kind",
     },
 }
 

@@ -4,8 +4,10 @@ from another organization, so that every API test can check authorization."""
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pandas as pd
@@ -130,3 +132,64 @@ def wait_for_run(run: Any, *, timeout: float = 300) -> Any:
         time.sleep(0.5)
         run.refresh_from_db()
     return run
+
+
+def run_concurrently(work: Any, count: int) -> list[Any]:
+    """Call work() from `count` threads released at once, each on its own database connection; their results."""
+    from django.db import connection
+
+    start = threading.Barrier(count)
+    results: list[Any] = []
+
+    def call() -> None:
+        try:
+            start.wait()
+            results.append(work())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that answers with the given codes in turn and keeps what it got."""
+
+    def __init__(self, codes: list[int]) -> None:
+        self.codes = list(codes)
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append((dict(self.headers), body))
+                self.send_response(receiver.codes.pop(0) if receiver.codes else 200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/governance"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():
+    made: list[Receiver] = []
+
+    def make(codes: list[int] | None = None) -> Receiver:
+        made.append(Receiver(codes or []))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()

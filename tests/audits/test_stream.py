@@ -72,7 +72,11 @@ def test_a_window_keeps_the_latest_score_of_each_record_and_joins_the_outcomes_t
             {"timestamp": "at"},
             "unreadable time at data row 2",
         ),
-        (pa.table({"enc": [1, 2], "p": [0.1, None], "race": ["A", "B"]}), {}, "missing or infinite value at data row 2"),
+        (
+            pa.table({"enc": [1, 2], "p": [0.1, None], "race": ["A", "B"]}),
+            {},
+            "missing or infinite value at data row 2",
+        ),
         (pa.table({"enc": [1, 2], "race": ["A", "B"]}), {}, "column 'p' named in column_roles is not in the file"),
     ],
 )
@@ -150,7 +154,7 @@ def test_stream_uploads_are_refused_with_4xx_that_name_the_problem(team, model_v
     predictions, _ = production_frames(50, seed=3, start="2026-11-01", days=2)
     url = f"/api/v1/versions/{model_version.pk}/batches/"
 
-    def post(frame: pd.DataFrame, roles: dict, kind: str = "predictions"):  # noqa: ANN202
+    def post(frame: pd.DataFrame, roles: dict, kind: str = "predictions"):
         return client.post(
             url, {"kind": kind, "file": csv_upload(frame), "column_roles": json.dumps(roles)}, format="multipart"
         )
@@ -159,7 +163,7 @@ def test_stream_uploads_are_refused_with_4xx_that_name_the_problem(team, model_v
     assert no_id.status_code == 400 and "record_id is required" in no_id.json()["detail"]
     twice = post(pd.concat([predictions, predictions.iloc[:1]]), STREAM_ROLES)
     assert twice.status_code == 400 and "data row 51" in twice.json()["detail"]
-    assert "encounter_id" == twice.json()["column"]
+    assert twice.json()["column"] == "encounter_id"
     empty_window = client.post(
         f"/api/v1/versions/{model_version.pk}/windows/",
         {"start": "2026-10-01T00:00:00Z", "end": "2026-10-08T00:00:00Z"},

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -23,45 +21,6 @@ from governance.webhooks import (
 from tests.conftest import clinical_frame, upload_frame
 
 pytestmark = pytest.mark.django_db
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 that answers with the given codes in turn and keeps what it got."""
-
-    def __init__(self, codes: list[int]) -> None:
-        self.codes = list(codes)
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), body))
-                self.send_response(receiver.codes.pop(0) if receiver.codes else 200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/governance"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
-@pytest.fixture
-def receiver():
-    made: list[Receiver] = []
-
-    def make(codes: list[int] | None = None) -> Receiver:
-        made.append(Receiver(codes or []))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.close()
 
 
 def test_a_finished_run_is_delivered_signed_and_the_receiver_can_verify_it(team, model_version, media_root, receiver):
@@ -82,7 +41,8 @@ def test_a_finished_run_is_delivered_signed_and_the_receiver_can_verify_it(team,
         assert verify_signature(secret, headers[SIGNATURE_HEADER], body)
         assert not verify_signature("whsec_wrong", headers[SIGNATURE_HEADER], body)
         events[headers["X-Governance-Event"]] = json.loads(body)
-    assert set(events) == {"run.finished", "finding.critical"}
+    # A critical finding also opens an alert, announced as alert.opened.
+    assert set(events) == {"run.finished", "finding.critical", "alert.opened"}
     assert events["run.finished"]["data"]["verdict"] == "fail"
     assert events["finding.critical"]["data"]["critical"][0]["metric"] == "disparate_impact"
     assert set(WebhookDelivery.objects.values_list("state", flat=True)) == {"delivered"}
