@@ -12,6 +12,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+# Registers the monitoring admin (production stream, schedules, alerts).
+from audits import admin_monitoring  # noqa: F401
 from audits.models import AuditPolicy, AuditRun, Finding
 from audits.services import audit_policy_update, audit_run_create
 from governance.admin import OrganizationScopedAdmin, form_page, limit_choices

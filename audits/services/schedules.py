@@ -94,7 +94,8 @@ def schedule_next_due(schedule: AuditSchedule, *, after: datetime) -> datetime:
     return anchor + step * ((after - anchor) // step + 1)
 
 
-def _validate(schedule: AuditSchedule) -> None:
+def audit_schedule_validate(schedule: AuditSchedule) -> None:
+    """Refuse a schedule whose cadence, time zone, checks, window or targets are wrong, naming the field."""
     if bool(schedule.cron) == bool(schedule.interval_minutes):
         raise ServiceError("give either a cron expression or an interval in minutes, not both", field="cron")
     if schedule.cron:
@@ -131,7 +132,7 @@ def audit_schedule_create(*, ai_model: AIModel, actor: Any, **fields: Any) -> Au
         created_by=actor if getattr(actor, "pk", None) else None,
         **fields,
     )
-    _validate(schedule)
+    audit_schedule_validate(schedule)
     schedule.next_run_at = schedule_next_due(schedule, after=timezone.now()) if schedule.enabled else None
     schedule.save()
     event_record(
@@ -159,7 +160,7 @@ def audit_schedule_update(*, schedule: AuditSchedule, actor: Any, **fields: Any)
         if name not in SCHEDULE_FIELDS:
             raise ServiceError(f"unknown schedule field {name!r}", field=name)
         setattr(schedule, name, value)
-    _validate(schedule)
+    audit_schedule_validate(schedule)
     after = _snapshot(schedule)
     cadence = ("cron", "interval_minutes", "timezone", "enabled")
     if any(before[f] != after[f] for f in cadence):
