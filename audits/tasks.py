@@ -10,6 +10,7 @@ from celery import shared_task
 from audits.services import audit_run_execute, audit_runs_sweep
 from audits.services.alerts import alert_notify, alerts_sweep_unnotified
 from audits.services.schedules import audit_schedules_check_overdue, audit_schedules_fire
+from governance.webhooks import webhook_deliveries_sweep
 
 
 # acks_late + reject_on_worker_lost: a worker killed mid-audit leaves the message to be
@@ -24,6 +25,7 @@ def run_audit(run_id: int) -> None:
 def sweep_audit_runs() -> dict[str, int]:
     counts = audit_runs_sweep()
     counts["alert_notices_resent"] = alerts_sweep_unnotified()
+    counts["webhooks_resent"] = webhook_deliveries_sweep()
     return counts
 
 

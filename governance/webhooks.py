@@ -131,8 +131,40 @@ def webhook_delivery_dispatch(delivery_id: int, *, countdown: int) -> None:
     try:
         deliver_webhook.apply_async((delivery_id,), countdown=countdown)
     except OperationalError:
-        # The delivery stays pending in the database; nothing re-sends it yet (see the closing note).
+        # The delivery stays pending in the database; webhook_deliveries_sweep sends it again.
         logger.warning("webhook delivery %s: broker unavailable, left pending", delivery_id)
+
+
+# How long past its expected next try a pending delivery waits before the sweep takes it as lost.
+REDISPATCH_GRACE_SECONDS = 300
+
+
+def webhook_deliveries_sweep() -> int:
+    """Send again the pending deliveries whose next try is overdue (their dispatch was lost with the broker).
+
+    A delivery's next try is due `backoff_seconds(attempts)` after its last attempt (at once after its
+    creation); one still pending REDISPATCH_GRACE_SECONDS after that is dispatched again. Receivers see the
+    same X-Governance-Delivery id on a repeat and can drop it.
+    """
+    from datetime import timedelta
+
+    from django.db.models import Max
+    from django.utils import timezone
+
+    from governance.models import WebhookDelivery
+
+    now = timezone.now()
+    count = 0
+    pending = WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING).annotate(
+        last_attempt=Max("attempt_log__attempted_at")
+    )
+    for delivery in pending:
+        wait = backoff_seconds(delivery.attempts) if delivery.attempts else 0
+        since = delivery.last_attempt or delivery.created_at
+        if since + timedelta(seconds=wait + REDISPATCH_GRACE_SECONDS) < now:
+            webhook_delivery_dispatch(delivery.pk, countdown=0)
+            count += 1
+    return count
 
 
 def webhook_delivery_attempt(*, delivery_id: int) -> int | None:

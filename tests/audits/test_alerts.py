@@ -112,3 +112,40 @@ def test_alerts_are_listed_and_resolved_through_the_api_by_their_organization_on
     assert resolved.json()["resolution"] == "data feed fixed" and resolved.json()["resolved_by"] == "olivia"
     again = owner.post(f"/api/v1/alerts/{alert.pk}/resolve/", {"resolution": "again"}, format="json")
     assert again.status_code == 409
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_an_alert_is_mailed_by_the_worker_and_a_lost_notice_is_sent_by_the_sweep(
+    team, model_version, live_worker
+) -> None:
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audits.services.alerts import alerts_sweep_unnotified
+
+    model_version.ai_model.owner = team.owner
+    model_version.ai_model.save()
+    alert_raise(ai_model=model_version.ai_model, kind="run_failed", incident_key="a", title="Audit failed", details={})
+    # Opened while the broker was down: nobody was told yet.
+    lost = Alert.objects.create(
+        organization=team.organization,
+        ai_model=model_version.ai_model,
+        kind="run_failed",
+        incident_key="b",
+        title="Another audit failed",
+        last_seen_at=timezone.now(),
+    )
+    Alert.objects.filter(pk=lost.pk).update(opened_at=timezone.now() - timedelta(minutes=5))
+    assert alerts_sweep_unnotified() == 1
+    deadline = time.monotonic() + 30
+    while len(mail.outbox) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sorted(m.subject for m in mail.outbox) == [
+        "[st-elsewhere] Another audit failed",
+        "[st-elsewhere] Audit failed",
+    ]
+    assert all(a.notified["emails"] == ["olivia@example.org"] for a in Alert.objects.all())
+    assert alerts_sweep_unnotified() == 0

@@ -90,3 +90,31 @@ def _admin(team):
 
     Membership.objects.filter(user=team.owner, organization=team.organization).update(role=Role.ADMIN)
     return team.owner
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_whose_dispatch_was_lost_is_sent_by_the_sweep(team, receiver, live_worker) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from governance.webhooks import webhook_deliveries_sweep
+
+    hook = receiver()
+    endpoint, secret = webhook_endpoint_create(
+        organization=team.organization, url=hook.url, events=[], actor=_admin(team)
+    )
+    # Created while the broker was down: the row exists, its message never did.
+    lost = WebhookDelivery.objects.create(endpoint=endpoint, event="run.finished", payload={"run": 7})
+    WebhookDelivery.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    recent = WebhookDelivery.objects.create(endpoint=endpoint, event="run.finished", payload={"run": 8})
+
+    assert webhook_deliveries_sweep() == 1
+    deadline = time.monotonic() + 30
+    while WebhookDelivery.objects.get(pk=lost.pk).state == "pending" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert WebhookDelivery.objects.get(pk=lost.pk).state == "delivered"
+    assert WebhookDelivery.objects.get(pk=recent.pk).state == "pending"
+    ((headers, body),) = hook.received
+    assert verify_signature(secret, headers[SIGNATURE_HEADER], body) and json.loads(body)["data"] == {"run": 7}
