@@ -79,6 +79,8 @@ def demo_frames() -> tuple[Any, Any, Any]:
     raw = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).sort_values("encounter_id", key=lambda s: s.astype(int))
     frame = pd.DataFrame(
         {
+            # The join key of the production stream; not uploaded with the datasets.
+            "encounter_id": raw["encounter_id"].astype(int),
             "race": raw["race"].replace("?", np.nan),
             "gender": raw["gender"],
             "age_band": raw["age"].map(_age_band),
@@ -208,7 +210,44 @@ def load_demo(*, actor: Any) -> Demo:
             organization, ai_model, actor, current_frame, "Current period (later encounters)", Dataset.Kind.PRODUCTION
         )
         run = audit_run_create(model_version=version, dataset=current, reference_dataset=reference, actor=actor)
+        _monitoring(version, actor, current_frame)
     return Demo(organization, ai_model, version, reference, current, run)
+
+
+def _monitoring(version: ModelVersion, actor: Any, current_frame: Any) -> None:
+    """The current period as the version's production stream, outcomes arriving later for 90% of encounters,
+    and a weekly audit of the last 7 days of the stream, first due now."""
+    import numpy as np
+
+    from audits.services.schedules import audit_schedule_create
+    from audits.services.stream import prediction_batch_upload
+
+    predictions = current_frame.drop(columns=["readmitted_30d"])
+    known = np.random.default_rng(130).random(len(current_frame)) < 0.9
+    outcomes = current_frame.loc[known, ["encounter_id", "readmitted_30d"]]
+    stream_roles = {k: v for k, v in column_roles().items() if k not in ("label", "alternative_outcome")}
+    for kind, frame, roles in (
+        ("predictions", predictions, {**stream_roles, "record_id": "encounter_id"}),
+        ("outcomes", outcomes, {"record_id": "encounter_id", "label": "readmitted_30d"}),
+    ):
+        prediction_batch_upload(
+            model_version=version,
+            kind=kind,
+            file=io.BytesIO(frame.to_csv(index=False).encode("utf-8")),
+            filename=f"stream-{kind}.csv",
+            column_roles=roles,
+            actor=actor,
+        )
+    audit_schedule_create(
+        ai_model=version.ai_model,
+        actor=actor,
+        start_now=True,
+        name="Weekly production audit",
+        model_version=version,
+        cron="0 6 * * 1",
+        timezone="America/New_York",
+        window_days=7,
+    )
 
 
 def _model_artifact(model: Any) -> tuple[str, str]:
@@ -222,7 +261,7 @@ def _model_artifact(model: Any) -> tuple[str, str]:
 
 
 def _upload(organization: Organization, ai_model: AIModel, actor: Any, frame: Any, name: str, kind: str) -> Dataset:
-    buffer = io.BytesIO(frame.to_csv(index=False).encode("utf-8"))
+    buffer = io.BytesIO(frame.drop(columns=["encounter_id"]).to_csv(index=False).encode("utf-8"))
     return services.dataset_upload(
         organization=organization,
         ai_model=ai_model,

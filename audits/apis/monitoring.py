@@ -155,6 +155,9 @@ class AuditScheduleInput(serializers.Serializer):
     reference_dataset = serializers.IntegerField(required=False, allow_null=True)
     grace_minutes = serializers.IntegerField(required=False, min_value=1, max_value=527_040)
     enabled = serializers.BooleanField(required=False)
+    start_now = serializers.BooleanField(
+        required=False, default=False, help_text="On creation: first due now rather than at the next due time"
+    )
 
 
 def _schedule_fields(api: GovernanceApi, validated: dict[str, object]) -> dict[str, object]:
@@ -201,9 +204,9 @@ class AuditScheduleDetailApi(GovernanceApi):
         schedule = self.schedule(schedule_id)
         data = AuditScheduleInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        schedule = audit_schedule_update(
-            schedule=schedule, actor=request.user, **_schedule_fields(self, data.validated_data)
-        )
+        fields = _schedule_fields(self, data.validated_data)
+        fields.pop("start_now", None)
+        schedule = audit_schedule_update(schedule=schedule, actor=request.user, **fields)
         return Response(AuditScheduleOutput(schedule).data)
 
 

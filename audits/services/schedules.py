@@ -120,8 +120,8 @@ def _snapshot(schedule: AuditSchedule) -> dict[str, Any]:
 
 
 @transaction.atomic
-def audit_schedule_create(*, ai_model: AIModel, actor: Any, **fields: Any) -> AuditSchedule:
-    """Schedule audits of a model's production stream; the first due time is computed from now."""
+def audit_schedule_create(*, ai_model: AIModel, actor: Any, start_now: bool = False, **fields: Any) -> AuditSchedule:
+    """Schedule audits of a model's production stream; first due now (start_now) or at the next due time."""
     require_role(actor, ai_model.organization, {Role.MODEL_OWNER, Role.APPROVER, Role.ADMIN}, doing="Scheduling audits")
     unknown = set(fields) - set(SCHEDULE_FIELDS)
     if unknown:
@@ -133,7 +133,8 @@ def audit_schedule_create(*, ai_model: AIModel, actor: Any, **fields: Any) -> Au
         **fields,
     )
     audit_schedule_validate(schedule)
-    schedule.next_run_at = schedule_next_due(schedule, after=timezone.now()) if schedule.enabled else None
+    now = timezone.now()
+    schedule.next_run_at = (now if start_now else schedule_next_due(schedule, after=now)) if schedule.enabled else None
     schedule.save()
     event_record(
         organization=ai_model.organization,

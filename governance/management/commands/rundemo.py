@@ -95,6 +95,8 @@ The demo is ready ({database} database, broker {settings.CELERY_BROKER_URL.split
   Login:        {user.get_username()} / {password}
   Audit run:    {base}/admin/audits/auditrun/{run.pk}/change/
   Demo report:  {base}/reports/{report.pk}/   (sha256 {report.sha256})
+  Monitoring:   {base}/admin/audits/auditschedule/   (a weekly audit of the production stream; its first
+                run starts within a minute, then Mondays 06:00 New York time)
   API docs:     {base}/api/docs/
   API token:    {token}
   Try:          curl -H "Authorization: Bearer {token}" {base}/api/v1/audits/{run.pk}/
