@@ -45,5 +45,5 @@ def fire_due_schedules() -> dict[str, int]:
     retry_backoff=30,
     max_retries=8,
 )
-def notify_alert(alert_id: int) -> None:
-    alert_notify(alert_id=alert_id)
+def notify_alerts(alert_ids: list[int]) -> None:
+    alert_notify(alert_ids=alert_ids)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.shortcuts import get_object_or_404
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -160,7 +162,7 @@ class AuditScheduleInput(serializers.Serializer):
     )
 
 
-def _schedule_fields(api: GovernanceApi, validated: dict[str, object]) -> dict[str, object]:
+def _schedule_fields(api: GovernanceApi, validated: dict[str, Any]) -> dict[str, Any]:
     """The input with the version and reference resolved among what the caller may see."""
     fields = dict(validated)
     if fields.get("model_version") is not None:

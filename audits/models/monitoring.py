@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from governance.models import AIModel, Dataset, ModelVersion, Organization
 
@@ -151,7 +152,7 @@ class Alert(models.Model):
     incident_key = models.CharField(max_length=300)
     title = models.CharField(max_length=300)
     details = models.JSONField(default=dict, blank=True)
-    opened_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(default=timezone.now, editable=False)
     last_seen_at = models.DateTimeField()
     occurrences = models.PositiveIntegerField(default=1)
     resolved_at = models.DateTimeField(null=True, blank=True)

@@ -21,15 +21,28 @@ def alert_raise(*, ai_model: AIModel, kind: str, incident_key: str, title: str, 
     """Open an alert for an incident, or count one more occurrence of the alert already open for it.
 
     1. If an alert for the incident is open, add to its occurrences and last_seen_at: no new notice.
-    2. Otherwise open one (a partial unique index keeps two concurrent openings to one) and record the event.
-    3. Once the transaction commits, e-mail the model's owners; webhooks get `alert.opened`.
+    2. Otherwise open one (a partial unique index keeps two concurrent openings to one) and record the event;
+       webhooks get `alert.opened`.
+    3. Once the transaction commits, e-mail the model's owners.
     """
+    alert, opened = _open_or_count(
+        ai_model=ai_model, kind=kind, incident_key=incident_key, title=title, details=details
+    )
+    if opened:
+        transaction.on_commit(lambda: alert_notify_dispatch(alert_ids=[alert.pk]))
+    return alert
+
+
+def _open_or_count(
+    *, ai_model: AIModel, kind: str, incident_key: str, title: str, details: dict[str, Any]
+) -> tuple[Alert, bool]:
+    """The open alert of the incident, and whether this call opened it (else it counted one more occurrence)."""
     from governance.webhooks import webhook_event_emit
 
     now = timezone.now()
     open_alerts = Alert.objects.filter(ai_model=ai_model, incident_key=incident_key, resolved_at__isnull=True)
     if open_alerts.update(occurrences=F("occurrences") + 1, last_seen_at=now):
-        return open_alerts.get()
+        return open_alerts.get(), False
     try:
         with transaction.atomic():
             alert = Alert.objects.create(
@@ -39,12 +52,13 @@ def alert_raise(*, ai_model: AIModel, kind: str, incident_key: str, title: str, 
                 incident_key=incident_key[:300],
                 title=title[:300],
                 details=details,
+                opened_at=now,
                 last_seen_at=now,
             )
     except IntegrityError:
         # Opened by a concurrent transaction between our update and our insert: it is the same incident.
         open_alerts.update(occurrences=F("occurrences") + 1, last_seen_at=now)
-        return open_alerts.get()
+        return open_alerts.get(), False
     event_record(
         organization=ai_model.organization,
         actor=None,
@@ -53,8 +67,7 @@ def alert_raise(*, ai_model: AIModel, kind: str, incident_key: str, title: str, 
         after={"kind": kind, "incident_key": alert.incident_key, "title": alert.title},
     )
     webhook_event_emit(organization=ai_model.organization, event="alert.opened", payload=alert_payload(alert))
-    transaction.on_commit(lambda: alert_notify_dispatch(alert_id=alert.pk))
-    return alert
+    return alert, True
 
 
 def alert_resolve(*, alert: Alert, resolution: str, actor: Any = None) -> bool:
@@ -118,45 +131,54 @@ def alert_recipients(ai_model: AIModel) -> list[str]:
     return list(dict.fromkeys(addresses))
 
 
-def alert_notify_dispatch(*, alert_id: int) -> None:
-    """Send the e-mail of an opened alert from a worker (SMTP may be slow or down; the task retries)."""
+def alert_notify_dispatch(*, alert_ids: list[int]) -> None:
+    """Send the e-mail of opened alerts of one model, as one message, from a worker (SMTP may be slow or down;
+    the task retries)."""
     from kombu.exceptions import OperationalError
 
-    from audits.tasks import notify_alert
+    from audits.tasks import notify_alerts
 
     try:
-        notify_alert.delay(alert_id)
+        notify_alerts.delay(alert_ids)
     except OperationalError:
         # Left for the sweeper, which sends notices of open alerts that no one was told of.
-        logger.warning("alert %s: broker unavailable, notice left for the sweeper", alert_id)
+        logger.warning("alerts %s: broker unavailable, notice left for the sweeper", alert_ids)
 
 
-def alert_notify(*, alert_id: int) -> bool:
-    """E-mail an opened alert to the model's owners, once: the conditional update of `notified` decides."""
+def alert_notify(*, alert_ids: list[int]) -> int:
+    """E-mail newly opened alerts of one model to its owners in one message; each alert is told once.
+
+    Each alert is claimed first (its empty `notified` set to "sending"), so two deliveries of the task
+    send it once; a failed send hands the claims back for the retry or the sweeper.
+    """
     from django.conf import settings
     from django.core.mail import send_mail
 
-    # Claim the notice first, so that two deliveries of the task send one e-mail.
-    if not Alert.objects.filter(pk=alert_id, notified={}).update(
-        notified={"sending_since": timezone.now().isoformat()}
-    ):
-        return False
-    alert = Alert.objects.select_related("ai_model__owner", "ai_model__organization").get(pk=alert_id)
-    recipients = alert_recipients(alert.ai_model)
+    sending = {"sending_since": timezone.now().isoformat()}
+    claimed = [pk for pk in alert_ids if Alert.objects.filter(pk=pk, notified={}).update(notified=sending)]
+    if not claimed:
+        return 0
+    alerts = list(Alert.objects.filter(pk__in=claimed).select_related("ai_model__owner", "ai_model__organization"))
+    ai_model = alerts[0].ai_model
+    recipients = alert_recipients(ai_model)
+    subject = alerts[0].title if len(alerts) == 1 else f"{len(alerts)} new alerts for {ai_model.name}"
     try:
         if recipients:
             send_mail(
-                subject=f"[{alert.ai_model.organization.slug}] {alert.title}",
-                message=_email_text(alert),
+                subject=f"[{ai_model.organization.slug}] {subject}"[:250],
+                message="\n\n".join(_email_text(alert) for alert in alerts) + "\n\n" + NOTICE_FOOTER,
                 from_email=settings.DEFAULT_FROM_EMAIL,
                 recipient_list=recipients,
             )
     except Exception:
-        # Hand the claim back so that the retry (or the sweeper) sends it.
-        Alert.objects.filter(pk=alert_id).update(notified={})
+        # Hand the claims back so that the retry (or the sweeper) sends them.
+        Alert.objects.filter(pk__in=claimed).update(notified={})
         raise
-    Alert.objects.filter(pk=alert_id).update(notified={"emails": recipients, "at": timezone.now().isoformat()})
-    return True
+    Alert.objects.filter(pk__in=claimed).update(notified={"emails": recipients, "at": timezone.now().isoformat()})
+    return len(claimed)
+
+
+NOTICE_FOOTER = "You get one notice per incident: repeats are counted on the open alert until it is resolved."
 
 
 def _email_text(alert: Alert) -> str:
@@ -169,10 +191,6 @@ def _email_text(alert: Alert) -> str:
     ]
     for name, value in alert.details.items():
         lines.append(f"{name.replace('_', ' ').capitalize()}: {value}")
-    lines += [
-        "",
-        "You will get one notice per incident: repeats are counted on the alert until it is resolved.",
-    ]
     return "\n".join(lines)
 
 
@@ -201,13 +219,14 @@ def alerts_for_finished_run(run: AuditRun, result: dict[str, Any] | None) -> Non
         return
     alerts_resolve_key(ai_model=ai_model, incident_key=f"run_failed:{scope}", resolution=f"run {run.pk} succeeded")
     found: set[str] = set()
+    opened: list[int] = []
     for finding in result.get("findings", []):
         if finding["severity"] != "critical":
             continue
         where = ":".join(str(finding[k] or "") for k in ("category", "metric", "attribute", "group", "column"))
         key = f"critical_finding:{scope}:{where}"
         found.add(key)
-        alert_raise(
+        alert, is_new = _open_or_count(
             ai_model=ai_model,
             kind=Alert.Kind.CRITICAL_FINDING,
             incident_key=key,
@@ -221,6 +240,11 @@ def alerts_for_finished_run(run: AuditRun, result: dict[str, Any] | None) -> Non
                 "value": finding["value"],
             },
         )
+        if is_new:
+            opened.append(alert.pk)
+    if opened:
+        # One e-mail for the critical findings a run brought up, not one each.
+        transaction.on_commit(lambda: alert_notify_dispatch(alert_ids=opened))
     alerts_resolve_matching(
         ai_model=ai_model,
         prefix=f"critical_finding:{scope}:",
@@ -233,8 +257,9 @@ def alerts_sweep_unnotified(*, older_than_seconds: int = 120) -> int:
     """Send again the notices of open alerts that no one was told of (the dispatch was lost, or sending died)."""
     stale = timezone.now() - timedelta(seconds=older_than_seconds)
     unsent = Alert.objects.filter(resolved_at__isnull=True, opened_at__lt=stale, notified={})
-    count = 0
-    for alert_id in unsent.values_list("pk", flat=True):
-        alert_notify_dispatch(alert_id=alert_id)
-        count += 1
-    return count
+    by_model: dict[int, list[int]] = {}
+    for alert_id, ai_model_id in unsent.values_list("pk", "ai_model_id"):
+        by_model.setdefault(ai_model_id, []).append(alert_id)
+    for alert_ids in by_model.values():
+        alert_notify_dispatch(alert_ids=alert_ids)
+    return sum(len(ids) for ids in by_model.values())

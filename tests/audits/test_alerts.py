@@ -38,7 +38,7 @@ def test_failing_runs_open_one_alert_until_a_run_succeeds(team, model_version, m
     assert alert.incident_key == f"run_failed:version:{model_version.pk}"
     assert alert.occurrences == 2 and alert.details["run"] == first.pk
     assert "FileNotFoundError" in alert.details["error"]
-    assert alert_notify(alert_id=alert.pk) and len(mail.outbox) == 1
+    assert alert_notify(alert_ids=[alert.pk]) == 1 and len(mail.outbox) == 1
 
     _run(team, model_version, current)
     alert.refresh_from_db()
@@ -116,8 +116,8 @@ def test_alerts_are_listed_and_resolved_through_the_api_by_their_organization_on
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_an_alert_is_mailed_by_the_worker_and_a_lost_notice_is_sent_by_the_sweep(
-    team, model_version, live_worker
+def test_the_critical_findings_of_a_run_are_mailed_by_the_worker_in_one_message_and_a_lost_notice_by_the_sweep(
+    team, model_version, media_root, live_worker
 ) -> None:
     import time
     from datetime import timedelta
@@ -126,26 +126,35 @@ def test_an_alert_is_mailed_by_the_worker_and_a_lost_notice_is_sent_by_the_sweep
 
     from audits.services.alerts import alerts_sweep_unnotified
 
+    def wait_for_mail(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(mail.outbox) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     model_version.ai_model.owner = team.owner
     model_version.ai_model.save()
-    alert_raise(ai_model=model_version.ai_model, kind="run_failed", incident_key="a", title="Audit failed", details={})
+    run = _run(team, model_version, upload_frame(team, clinical_frame(20_000, seed=5), name="eval"))
+    critical = Alert.objects.filter(kind="critical_finding")
+    assert critical.count() >= 2
+    wait_for_mail(1)
+    time.sleep(1)  # a second message, if one were sent, would arrive now
+    (message,) = mail.outbox
+    assert message.subject == f"[st-elsewhere] {critical.count()} new alerts for {model_version.ai_model.name}"
+    assert message.to == ["olivia@example.org"]
+    assert all(alert.title in message.body for alert in critical) and f"Run: {run.pk}" in message.body
+
     # Opened while the broker was down: nobody was told yet.
     lost = Alert.objects.create(
         organization=team.organization,
         ai_model=model_version.ai_model,
         kind="run_failed",
-        incident_key="b",
+        incident_key="lost",
         title="Another audit failed",
         last_seen_at=timezone.now(),
     )
     Alert.objects.filter(pk=lost.pk).update(opened_at=timezone.now() - timedelta(minutes=5))
     assert alerts_sweep_unnotified() == 1
-    deadline = time.monotonic() + 30
-    while len(mail.outbox) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert sorted(m.subject for m in mail.outbox) == [
-        "[st-elsewhere] Another audit failed",
-        "[st-elsewhere] Audit failed",
-    ]
+    wait_for_mail(2)
+    assert mail.outbox[1].subject == "[st-elsewhere] Another audit failed"
     assert all(a.notified["emails"] == ["olivia@example.org"] for a in Alert.objects.all())
     assert alerts_sweep_unnotified() == 0

@@ -171,8 +171,8 @@ def test_a_schedule_that_cannot_run_goes_overdue_after_its_grace_and_alerts_its_
     alert = Alert.objects.get()
     assert (alert.kind, alert.incident_key) == ("schedule_overdue", f"schedule_overdue:{schedule.pk}")
     assert alert.details["last_outcome"].startswith("skipped: the model has no deployed version")
-    assert alert_notify(alert_id=alert.pk) is True
-    assert alert_notify(alert_id=alert.pk) is False
+    assert alert_notify(alert_ids=[alert.pk]) == 1
+    assert alert_notify(alert_ids=[alert.pk]) == 0
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["olivia@example.org", "committee@example.org"]
     assert "overdue" in mail.outbox[0].subject and "skipped" in mail.outbox[0].body
