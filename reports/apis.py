@@ -12,17 +12,26 @@ from rest_framework.response import Response
 
 from audits.selectors import audit_runs_visible
 from governance.apis import GovernanceApi
-from reports.models import Report
+from reports.models import Report, SignOff
 from reports.selectors import reports_visible
-from reports.services import report_content_sha256, report_generate_for_run
+from reports.services import report_content_sha256, report_generate_for_run, report_sign
+
+
+class SignOffOutput(serializers.ModelSerializer):
+    signed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = SignOff
+        fields = ["id", "report", "signed_by", "role", "statement", "report_sha256", "signed_at"]
 
 
 class ReportOutput(serializers.ModelSerializer):
     html_url = serializers.SerializerMethodField()
+    sign_offs = SignOffOutput(many=True, read_only=True)
 
     class Meta:
         model = Report
-        fields = ["id", "audit_run", "version", "title", "sha256", "created_at", "html_url", "data"]
+        fields = ["id", "audit_run", "version", "title", "sha256", "created_at", "html_url", "sign_offs", "data"]
 
     def get_html_url(self, report: Report) -> str:
         return f"/reports/{report.pk}/"
@@ -41,6 +50,24 @@ class ReportDetailApi(GovernanceApi):
     def get(self, request: Request, report_id: int) -> Response:
         report = get_object_or_404(reports_visible(request.user, token=self.token), pk=report_id)
         return Response(ReportOutput(report).data)
+
+
+class ReportSignOffListCreateApi(GovernanceApi):
+    class SignOffInput(serializers.Serializer):
+        statement = serializers.CharField(help_text="What you attest, e.g. 'Reviewed by the AI committee on ...'")
+
+    @extend_schema(responses=SignOffOutput(many=True))
+    def get(self, request: Request, report_id: int) -> Response:
+        report = get_object_or_404(reports_visible(request.user, token=self.token), pk=report_id)
+        return self.paginate(report.sign_offs.select_related("signed_by"), SignOffOutput)
+
+    @extend_schema(request=SignOffInput, responses={201: SignOffOutput})
+    def post(self, request: Request, report_id: int) -> Response:
+        report = get_object_or_404(reports_visible(request.user, token=self.token), pk=report_id)
+        data = self.SignOffInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        sign_off = report_sign(report=report, actor=request.user, statement=data.validated_data["statement"])
+        return Response(SignOffOutput(sign_off).data, status=status.HTTP_201_CREATED)
 
 
 class ReportVerifyApi(GovernanceApi):

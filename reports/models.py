@@ -36,3 +36,28 @@ class Report(models.Model):
         if self.pk is not None and not self._state.adding:
             raise ValueError(f"Report {self.pk} is frozen; generate a new version instead of editing it")
         super().save(*args, **kwargs)
+
+
+class SignOff(models.Model):
+    """An approver's signature on one report version: bound to the sha256 the report had when signed."""
+
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="sign_offs")
+    signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # The signer's role when signing, kept: roles change later.
+    role = models.CharField(max_length=20)
+    statement = models.TextField(help_text="What the signer attests, in their words")
+    report_sha256 = models.CharField(max_length=64, editable=False)
+    signed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["signed_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["report", "signed_by"], name="one_sign_off_per_signer")]
+
+    def __str__(self) -> str:
+        return f"{self.report} signed by {self.signed_by}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A signature is never edited: a changed mind is a new report version and a new sign-off.
+        if self.pk is not None and not self._state.adding:
+            raise ValueError(f"Sign-off {self.pk} is final")
+        super().save(*args, **kwargs)

@@ -14,9 +14,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from audits.models import AuditRun
-from governance.models import WRITE_ROLES
+from governance.models import APPROVE_ROLES, WRITE_ROLES
+from governance.selectors import role_in
 from governance.services import ServiceError, event_record, require_role
-from reports.models import Report
+from reports.models import Report, SignOff
 
 
 def report_content_sha256(html: str, data: dict[str, Any]) -> str:
@@ -213,3 +214,56 @@ def report_generate_for_run(*, run: AuditRun, actor: Any) -> Report:
         after={"sha256": report.sha256, "version": report.version, "audit_run": run.pk},
     )
     return report
+
+
+@transaction.atomic
+def report_sign(*, report: Report, actor: Any, statement: str) -> SignOff:
+    """Sign a report version as an approver, bound to its hash.
+
+    1. Only an approver or admin of the report's organization signs, once per report version.
+    2. The stored content must still match its sha256: a report that fails verification is not signed.
+    3. Record the sign-off with the hash and the signer's role, the event, and the `report.signed` webhook.
+    """
+    from governance.webhooks import webhook_event_emit
+
+    require_role(actor, report.organization, APPROVE_ROLES, doing="Signing a report")
+    statement = statement.strip()
+    if len(statement) < 10:
+        raise ServiceError("write what you attest (at least 10 characters)", field="statement")
+    locked = Report.objects.select_for_update().get(pk=report.pk)
+    if report_content_sha256(locked.html, locked.data) != locked.sha256:
+        raise ServiceError(
+            f"report {locked.pk} no longer matches its sha256 {locked.sha256}; it cannot be signed "
+            "(regenerate it from its run)",
+            status=409,
+        )
+    if SignOff.objects.filter(report=locked, signed_by=actor).exists():
+        raise ServiceError(f"you have already signed report {locked.pk}", status=409)
+    sign_off = SignOff.objects.create(
+        report=locked,
+        signed_by=actor,
+        role=role_in(actor, locked.organization) or ("superuser" if getattr(actor, "is_superuser", False) else ""),
+        statement=statement,
+        report_sha256=locked.sha256,
+    )
+    event_record(
+        organization=locked.organization,
+        actor=actor,
+        action="report.signed",
+        obj=sign_off,
+        after={"report": locked.pk, "sha256": locked.sha256, "role": sign_off.role},
+    )
+    webhook_event_emit(
+        organization=locked.organization,
+        event="report.signed",
+        payload={
+            "report": locked.pk,
+            "version": locked.version,
+            "sha256": locked.sha256,
+            "audit_run": locked.audit_run_id,
+            "signed_by": actor.get_username(),
+            "role": sign_off.role,
+            "signed_at": sign_off.signed_at.isoformat(),
+        },
+    )
+    return sign_off

@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from audits.models import AuditRun
-from audits.services import audit_run_create, audit_run_execute
 from reports.models import Report
 from reports.services import report_generate_for_run, suppress_small_cells
-from tests.conftest import client_for, clinical_frame, upload_frame
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def finished_run(team, model_version, media_root) -> AuditRun:
-    frame = clinical_frame(1500, seed=4)
-    # Eight patients of a small group: their figures must not be published.
-    frame.loc[frame.index[:8], "race"] = "Pacific Islander"
-    current = upload_frame(team, frame, name="current")
-    reference = upload_frame(team, clinical_frame(1500, seed=5), name="reference", kind="reference")
-    run = audit_run_create(model_version=model_version, dataset=current, reference_dataset=reference, actor=team.owner)
-    audit_run_execute(run_id=run.pk, worker="w")
-    run.refresh_from_db()
-    assert run.status == AuditRun.Status.SUCCEEDED, run.error
-    return run
 
 
 def test_a_report_is_frozen_with_the_hash_of_its_content_and_verifies(team, finished_run) -> None:
