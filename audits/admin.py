@@ -41,9 +41,19 @@ class StartAuditForm(forms.Form):
 
 @admin.register(AuditRun)
 class AuditRunAdmin(OrganizationScopedAdmin):
-    list_display = ["id", "model_version", "dataset", "reference_dataset", "status", "created_at", "finished_at"]
-    list_filter = ["status", "organization"]
-    list_select_related = ["model_version__ai_model", "dataset", "reference_dataset"]
+    list_display = [
+        "id",
+        "model_version",
+        "dataset",
+        "reference_dataset",
+        "status",
+        "verdict",
+        "schedule",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "verdict", "organization", ("schedule", admin.EmptyFieldListFilter)]
+    list_select_related = ["model_version__ai_model", "dataset", "reference_dataset", "schedule"]
     change_form_template = "admin/audits/auditrun/run_page.html"
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:

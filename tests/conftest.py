@@ -12,11 +12,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from audits.services.stream import prediction_batch_upload
 from governance import services
-from governance.models import Organization, Role
-from tests.data import CLINICAL_ROLES, clinical_frame  # noqa: F401 (re-exported for tests)
+from governance.models import ModelVersion, Organization, Role
+from tests.data import CLINICAL_ROLES, OUTCOME_ROLES, STREAM_ROLES, clinical_frame, production_frames  # noqa: F401
 from tests.factories import AIModelFactory, MembershipFactory, ModelVersionFactory, OrganizationFactory, UserFactory
 
 
@@ -193,3 +195,28 @@ def receiver():
     yield make
     for r in made:
         r.close()
+
+
+def deploy_version(version: ModelVersion) -> ModelVersion:
+    """Put a version in stage deployed without the lifecycle's steps (tested through model_version_transition)."""
+    ModelVersion.objects.filter(pk=version.pk).update(
+        stage=ModelVersion.Stage.DEPLOYED, stage_changed_at=timezone.now()
+    )
+    version.refresh_from_db()
+    return version
+
+
+def stream_upload(
+    team: Team, version: ModelVersion, *, seed: int = 41, start: str = "2026-11-01", days: int = 14
+) -> None:
+    """Append a production log to the version's stream: predictions, then the outcomes known so far."""
+    predictions, outcomes = production_frames(4000, seed=seed, start=start, days=days)
+    for kind, frame, roles in (("predictions", predictions, STREAM_ROLES), ("outcomes", outcomes, OUTCOME_ROLES)):
+        prediction_batch_upload(
+            model_version=version,
+            kind=kind,
+            file=io.BytesIO(frame.to_csv(index=False).encode()),
+            filename=f"{kind}.csv",
+            column_roles=roles,
+            actor=team.owner,
+        )

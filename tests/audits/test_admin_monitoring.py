@@ -23,7 +23,9 @@ def staff(client, team):
     return client
 
 
-def test_a_predictions_batch_uploaded_in_the_admin_joins_the_stream(staff, team, model_version, media_root) -> None:
+def test_a_predictions_batch_uploaded_in_the_admin_joins_thestream_upload(
+    staff, team, model_version, media_root
+) -> None:
     predictions, outcomes = production_frames(300, seed=8, start="2026-11-01", days=3)
     form = {
         "model_version": model_version.pk,
@@ -85,3 +87,26 @@ def test_alerts_are_resolved_from_the_admin_with_who_did_it(staff, team, model_v
     assert alert.resolved_by == team.owner and "resolved in the admin" in alert.resolution
     assert staff.get(f"/admin/audits/alert/{alert.pk}/change/").status_code == 200
     assert Alert.objects.filter(resolved_at__isnull=True).count() == 0
+
+
+def test_the_run_page_of_a_scheduled_run_shows_its_window_and_what_was_left_out(
+    staff, team, model_version, media_root
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from audits.models import AuditRun
+    from audits.services.schedules import audit_schedule_create, audit_schedules_fire
+    from tests.conftest import deploy_version, stream_upload
+
+    version = deploy_version(model_version)
+    stream_upload(team, version)
+    schedule = audit_schedule_create(ai_model=version.ai_model, actor=team.owner, name="Weekly", interval_minutes=60)
+    due = datetime(2026, 11, 12, tzinfo=UTC)
+    AuditSchedule.objects.filter(pk=schedule.pk).update(next_run_at=due)
+    audit_schedules_fire(now=due + timedelta(seconds=1))
+    run = AuditRun.objects.get()
+    page = staff.get(f"/admin/audits/auditrun/{run.pk}/change/").content.decode()
+    assert "Weekly</a>: production stream from" in page
+    provenance = run.dataset.provenance
+    assert f"{provenance['awaiting_outcome']} awaiting their outcome left out" in page
+    assert staff.get("/admin/audits/auditrun/?schedule__isempty=0").status_code == 200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -18,34 +17,11 @@ from audits.services.schedules import (
     audit_schedules_fire,
     schedule_next_due,
 )
-from audits.services.stream import prediction_batch_upload
 from governance.models import Dataset, ModelVersion
-from tests.conftest import client_for, run_concurrently, upload_frame, wait_for_run
-from tests.data import OUTCOME_ROLES, STREAM_ROLES, clinical_frame, production_frames
+from tests.conftest import client_for, deploy_version, run_concurrently, stream_upload, upload_frame, wait_for_run
+from tests.data import clinical_frame
 
 DUE = datetime(2026, 11, 12, tzinfo=UTC)
-
-
-def _deploy(version: ModelVersion) -> ModelVersion:
-    # Test set-up only: the lifecycle itself is tested through model_version_transition.
-    ModelVersion.objects.filter(pk=version.pk).update(
-        stage=ModelVersion.Stage.DEPLOYED, stage_changed_at=timezone.now()
-    )
-    version.refresh_from_db()
-    return version
-
-
-def _stream(team, version: ModelVersion, *, seed: int = 41, start: str = "2026-11-01", days: int = 14) -> None:
-    predictions, outcomes = production_frames(4000, seed=seed, start=start, days=days)
-    for kind, frame, roles in (("predictions", predictions, STREAM_ROLES), ("outcomes", outcomes, OUTCOME_ROLES)):
-        prediction_batch_upload(
-            model_version=version,
-            kind=kind,
-            file=io.BytesIO(frame.to_csv(index=False).encode()),
-            filename=f"{kind}.csv",
-            column_roles=roles,
-            actor=team.owner,
-        )
 
 
 def _schedule(team, version: ModelVersion, **fields) -> AuditSchedule:
@@ -114,11 +90,11 @@ def test_schedules_are_kept_from_viewers_and_outsiders(team, model_version) -> N
 
 
 @pytest.mark.django_db
-def test_a_due_schedule_fires_once_and_queues_an_audit_of_its_window_of_the_stream(
+def test_a_due_schedule_fires_once_and_queues_an_audit_of_its_window_of_thestream_upload(
     team, model_version, media_root
 ) -> None:
-    version = _deploy(model_version)
-    _stream(team, version)
+    version = deploy_version(model_version)
+    stream_upload(team, version)
     schedule = _schedule(team, version, checks=["fairness", "quality"])
 
     assert audit_schedules_fire(now=DUE + timedelta(minutes=1)) == {"fired": 1, "skipped": 0}
@@ -144,8 +120,8 @@ def test_a_due_schedule_fires_once_and_queues_an_audit_of_its_window_of_the_stre
 
 @pytest.mark.django_db(transaction=True)
 def test_two_beat_sweeps_racing_fire_a_due_schedule_exactly_once(team, model_version, media_root) -> None:
-    version = _deploy(model_version)
-    _stream(team, version)
+    version = deploy_version(model_version)
+    stream_upload(team, version)
     _schedule(team, version)
     results = run_concurrently(lambda: audit_schedules_fire(now=DUE + timedelta(seconds=30)), 2)
     assert sorted(r["fired"] for r in results) == [0, 1]
@@ -182,8 +158,8 @@ def test_a_schedule_that_cannot_run_goes_overdue_after_its_grace_and_alerts_its_
 def test_a_finished_run_of_an_overdue_schedule_clears_it_and_resolves_its_alert(
     team, model_version, media_root
 ) -> None:
-    version = _deploy(model_version)
-    _stream(team, version)
+    version = deploy_version(model_version)
+    stream_upload(team, version)
     schedule = _schedule(team, version, grace_minutes=30)
     audit_schedules_fire(now=DUE)
     # No worker took the run in time.
@@ -204,8 +180,8 @@ def test_the_beat_task_fires_a_due_schedule_and_a_worker_finishes_its_audit(
 ) -> None:
     from audits.tasks import fire_due_schedules
 
-    version = _deploy(model_version)
-    _stream(team, version, start=(timezone.now() - timedelta(days=10)).strftime("%Y-%m-%d"))
+    version = deploy_version(model_version)
+    stream_upload(team, version, start=(timezone.now() - timedelta(days=10)).strftime("%Y-%m-%d"))
     upload_frame(team, clinical_frame(3000, seed=9), name="training", kind="reference", ai_model=version.ai_model)
     schedule = _schedule(team, version)
     AuditSchedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now() - timedelta(seconds=5))
