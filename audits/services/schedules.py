@@ -219,6 +219,11 @@ def audit_schedules_fire(*, now: datetime | None = None) -> dict[str, int]:
         except ServiceError as exc:
             logger.warning("schedule %s: not fired: %s", schedule.pk, exc)
             continue
+        except Exception:
+            # The claim rolled back with the rest: the next sweep tries this due time again, and the
+            # overdue check alerts if it keeps failing. One schedule's fault must not stop the others.
+            logger.exception("schedule %s: firing due time %s failed", schedule.pk, due_at.isoformat())
+            continue
         if run is None:
             skipped += 1
             logger.info("schedule %s: due %s skipped", schedule.pk, due_at.isoformat())

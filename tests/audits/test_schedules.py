@@ -195,3 +195,28 @@ def test_the_beat_task_fires_a_due_schedule_and_a_worker_finishes_its_audit(
     assert run.reference_dataset is not None and run.result["drift"] is not None
     schedule.refresh_from_db()
     assert schedule.last_run_id == run.pk and schedule.overdue_since is None
+
+
+@pytest.mark.django_db
+def test_a_schedule_that_breaks_while_firing_keeps_its_due_time_and_does_not_stop_the_others(
+    team, model_version, media_root
+) -> None:
+    from django.core.files.storage import default_storage
+
+    from audits.models import PredictionBatch
+    from tests.factories import ModelVersionFactory
+
+    broken_version = deploy_version(model_version)
+    stream_upload(team, broken_version)
+    other_version = ModelVersionFactory(ai_model__organization=team.organization)
+    stream_upload(team, other_version)
+    broken = _schedule(team, broken_version, model_version=broken_version.pk)
+    working = _schedule(team, other_version, model_version=other_version.pk)
+    # Storage lost a batch of the first stream.
+    default_storage.delete(PredictionBatch.objects.filter(model_version=broken_version).first().file.name)
+
+    assert audit_schedules_fire(now=DUE) == {"fired": 1, "skipped": 0}
+    broken.refresh_from_db()
+    working.refresh_from_db()
+    assert broken.next_run_at == DUE and broken.last_run is None
+    assert working.last_run.model_version_id == other_version.pk
