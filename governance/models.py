@@ -8,6 +8,24 @@ from django.conf import settings
 from django.db import models
 
 
+class WriteOnce(models.Model):
+    """A record written once by its service and never changed: what audits, reports and signatures cite.
+
+    Refusing later saves keeps an admin form or a stray script from altering it; `change_hint` tells
+    what to do instead.
+    """
+
+    change_hint: ClassVar[str] = "make a new one instead of editing it"
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise ValueError(f"{str(self._meta.verbose_name).capitalize()} {self.pk} is frozen; {self.change_hint}")
+        super().save(*args, **kwargs)
+
+
 class Organization(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
@@ -138,8 +156,10 @@ class ModelVersion(models.Model):
         return self.ai_model.organization
 
 
-class Dataset(models.Model):
+class Dataset(WriteOnce):
     """An uploaded table, stored once as Parquet and frozen: nothing about it changes after upload."""
+
+    change_hint = "upload a new dataset instead of editing it"
 
     class Kind(models.TextChoices):
         REFERENCE = "reference", "Reference (training / development)"
@@ -179,13 +199,6 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.row_count} rows)"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        # Frozen: a dataset is written once, by dataset_upload. Refusing later saves keeps
-        # an admin form or a stray script from altering what audits and reports cite.
-        if self.pk is not None and not self._state.adding:
-            raise ValueError(f"Dataset {self.pk} is frozen; upload a new dataset instead of editing it")
-        super().save(*args, **kwargs)
 
 
 class ApiToken(models.Model):

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.db import models
 
 from audits.models import AuditRun
-from governance.models import Organization
+from governance.models import Organization, WriteOnce
 
 
-class Report(models.Model):
+class Report(WriteOnce):
+    # The stored content is what a sign-off binds to.
+    change_hint = "generate a new version instead of editing it"
+
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="reports")
     audit_run = models.ForeignKey(AuditRun, on_delete=models.PROTECT, related_name="reports")
     version = models.PositiveIntegerField(default=1)
@@ -31,15 +32,11 @@ class Report(models.Model):
     def __str__(self) -> str:
         return f"{self.title} v{self.version}"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        # Immutable: regenerating makes a new version; the stored content is what a sign-off binds to.
-        if self.pk is not None and not self._state.adding:
-            raise ValueError(f"Report {self.pk} is frozen; generate a new version instead of editing it")
-        super().save(*args, **kwargs)
 
-
-class SignOff(models.Model):
+class SignOff(WriteOnce):
     """An approver's signature on one report version: bound to the sha256 the report had when signed."""
+
+    change_hint = "a sign-off is final; a changed mind is a new report version and a new sign-off"
 
     report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="sign_offs")
     signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -55,9 +52,3 @@ class SignOff(models.Model):
 
     def __str__(self) -> str:
         return f"{self.report} signed by {self.signed_by}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        # A signature is never edited: a changed mind is a new report version and a new sign-off.
-        if self.pk is not None and not self._state.adding:
-            raise ValueError(f"Sign-off {self.pk} is final")
-        super().save(*args, **kwargs)

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from audits import selectors as audit_selectors
 from audits.models import Alert, AuditSchedule, PredictionBatch
 from audits.services.alerts import alert_resolve
-from audits.services.schedules import audit_schedule_create, audit_schedule_update
+from audits.services.schedules import SCHEDULE_FIELDS, audit_schedule_create, audit_schedule_update
 from audits.services.stream import prediction_batch_upload, production_window_snapshot
 from governance import selectors
 from governance.apis import DatasetOutput, GovernanceApi, JSONObjectField
@@ -123,16 +123,7 @@ class AuditScheduleOutput(serializers.ModelSerializer):
         fields = [
             "id",
             "ai_model",
-            "name",
-            "model_version",
-            "cron",
-            "interval_minutes",
-            "timezone",
-            "checks",
-            "window_days",
-            "reference_dataset",
-            "grace_minutes",
-            "enabled",
+            *SCHEDULE_FIELDS,
             "next_run_at",
             "last_fired_at",
             "last_due_at",

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from governance.models import AIModel, Dataset, ModelVersion, Organization
+from governance.models import AIModel, Dataset, ModelVersion, Organization, WriteOnce
 
 
-class PredictionBatch(models.Model):
+class PredictionBatch(WriteOnce):
     """One batch of a model version's production stream, stored once as Parquet and frozen.
 
     A predictions batch holds what the model said (record id, optional event time, score or
     prediction, protected attributes, features, and the outcome if already known). An outcomes
     batch holds outcomes that became known later, joined to the predictions by record id.
     """
+
+    # Frozen, as a Dataset is: the window snapshots cite batches by hash.
+    change_hint = "upload a new batch instead"
 
     class Kind(models.TextChoices):
         PREDICTIONS = "predictions", "Predictions"
@@ -55,12 +56,6 @@ class PredictionBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} batch #{self.pk} of {self.model_version} ({self.row_count} rows)"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        # Frozen, as a Dataset is: the window snapshots cite batches by hash.
-        if self.pk is not None and not self._state.adding:
-            raise ValueError(f"Prediction batch {self.pk} is frozen; upload a new batch instead")
-        super().save(*args, **kwargs)
 
 
 class AuditSchedule(models.Model):

@@ -6,14 +6,19 @@ import io
 from datetime import datetime
 from typing import IO, Any
 
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from audits.models import PredictionBatch
 from governance.models import WRITE_ROLES, Dataset, ModelVersion
 from governance.services import ServiceError, event_record, require_role
-from governance.services.datasets import dataset_upload, parquet_store, refuse_oversized, sha256_of
+from governance.services.datasets import (
+    dataset_upload,
+    parquet_store,
+    refuse_oversized,
+    removed_on_failure,
+    sha256_of,
+)
 
 
 def prediction_batch_upload(
@@ -41,43 +46,38 @@ def prediction_batch_upload(
     first, last = check_batch(loaded.table, roles, kind=kind)
     received = timezone.now()
     stored = parquet_store(loaded.table, folder=f"stream/{organization.slug}/{model_version.pk}")
-    try:
-        with transaction.atomic():
-            batch = PredictionBatch.objects.create(
-                organization=organization,
-                model_version=model_version,
-                kind=kind,
-                file=stored.name,
-                original_filename=filename[-255:],
-                original_format=loaded.source_format,
-                original_sha256=original_sha256,
-                sha256=stored.sha256,
-                size_bytes=stored.size_bytes,
-                row_count=loaded.table.num_rows,
-                columns=loaded.columns,
-                column_roles=roles,
-                identifier_scan=scan_identifiers(loaded.table),
-                first_event_at=first or received,
-                last_event_at=last or received,
-                uploaded_by=actor if getattr(actor, "pk", None) else None,
-            )
-            event_record(
-                organization=organization,
-                actor=actor,
-                action="prediction_batch.uploaded",
-                obj=batch,
-                after={
-                    "model_version": model_version.pk,
-                    "kind": kind,
-                    "sha256": stored.sha256,
-                    "original_sha256": original_sha256,
-                    "rows": batch.row_count,
-                },
-            )
-    except Exception:
-        # The row was not written, so the stored file is orphaned: remove it.
-        default_storage.delete(stored.name)
-        raise
+    with removed_on_failure(stored.name), transaction.atomic():
+        batch = PredictionBatch.objects.create(
+            organization=organization,
+            model_version=model_version,
+            kind=kind,
+            file=stored.name,
+            original_filename=filename[-255:],
+            original_format=loaded.source_format,
+            original_sha256=original_sha256,
+            sha256=stored.sha256,
+            size_bytes=stored.size_bytes,
+            row_count=loaded.table.num_rows,
+            columns=loaded.columns,
+            column_roles=roles,
+            identifier_scan=scan_identifiers(loaded.table),
+            first_event_at=first or received,
+            last_event_at=last or received,
+            uploaded_by=actor if getattr(actor, "pk", None) else None,
+        )
+        event_record(
+            organization=organization,
+            actor=actor,
+            action="prediction_batch.uploaded",
+            obj=batch,
+            after={
+                "model_version": model_version.pk,
+                "kind": kind,
+                "sha256": stored.sha256,
+                "original_sha256": original_sha256,
+                "rows": batch.row_count,
+            },
+        )
     return batch
 
 

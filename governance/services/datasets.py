@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import IO, Any
@@ -48,6 +50,16 @@ def parquet_store(table: Any, *, folder: str) -> StoredParquet:
     parquet_bytes = buffer.getvalue()
     name = default_storage.save(f"{folder}/{uuid.uuid4().hex}.parquet", ContentFile(parquet_bytes))
     return StoredParquet(name=name, sha256=hashlib.sha256(parquet_bytes).hexdigest(), size_bytes=len(parquet_bytes))
+
+
+@contextmanager
+def removed_on_failure(stored_name: str) -> Iterator[None]:
+    """Delete a stored file if the block that records it fails: a file no row names would be orphaned."""
+    try:
+        yield
+    except BaseException:
+        default_storage.delete(stored_name)
+        raise
 
 
 def refuse_oversized(file: IO[bytes]) -> None:
@@ -106,44 +118,39 @@ def dataset_upload(
 
     stored = parquet_store(loaded.table, folder=f"datasets/{organization.slug}")
     stored_name, parquet_sha256 = stored.name, stored.sha256
-    try:
-        with transaction.atomic():
-            dataset = Dataset.objects.create(
-                organization=organization,
-                ai_model=ai_model,
-                name=name,
-                kind=kind,
-                description=description,
-                period_start=period_start,
-                period_end=period_end,
-                file=stored_name,
-                original_filename=filename[-255:],
-                original_format=loaded.source_format,
-                original_sha256=original_sha256,
-                sha256=parquet_sha256,
-                size_bytes=stored.size_bytes,
-                row_count=loaded.table.num_rows,
-                columns=loaded.columns,
-                column_roles=roles.to_dict(),
-                identifier_scan=scan_identifiers(loaded.table),
-                provenance=provenance or {},
-                uploaded_by=actor if getattr(actor, "pk", None) else None,
-            )
-            event_record(
-                organization=organization,
-                actor=actor,
-                action="dataset.uploaded",
-                obj=dataset,
-                after={
-                    "name": name,
-                    "sha256": parquet_sha256,
-                    "original_sha256": original_sha256,
-                    "rows": dataset.row_count,
-                    "column_roles": dataset.column_roles,
-                },
-            )
-    except Exception:
-        # The row was not written, so the stored file is orphaned: remove it.
-        default_storage.delete(stored_name)
-        raise
+    with removed_on_failure(stored_name), transaction.atomic():
+        dataset = Dataset.objects.create(
+            organization=organization,
+            ai_model=ai_model,
+            name=name,
+            kind=kind,
+            description=description,
+            period_start=period_start,
+            period_end=period_end,
+            file=stored_name,
+            original_filename=filename[-255:],
+            original_format=loaded.source_format,
+            original_sha256=original_sha256,
+            sha256=parquet_sha256,
+            size_bytes=stored.size_bytes,
+            row_count=loaded.table.num_rows,
+            columns=loaded.columns,
+            column_roles=roles.to_dict(),
+            identifier_scan=scan_identifiers(loaded.table),
+            provenance=provenance or {},
+            uploaded_by=actor if getattr(actor, "pk", None) else None,
+        )
+        event_record(
+            organization=organization,
+            actor=actor,
+            action="dataset.uploaded",
+            obj=dataset,
+            after={
+                "name": name,
+                "sha256": parquet_sha256,
+                "original_sha256": original_sha256,
+                "rows": dataset.row_count,
+                "column_roles": dataset.column_roles,
+            },
+        )
     return dataset
