@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/governance
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install lint typecheck check-migrations bench clean
+.PHONY: run test install lint typecheck check-migrations bench bench-stream clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ check-migrations: install
 ## The audit against Evidently and aif360 on the same generated data (not a test).
 bench: install
 	$(PY) benchmarks/audit_speed.py $(BENCH_ARGS)
+
+## The production stream: batch ingest and a window with outcomes joined (not a test).
+bench-stream: install
+	$(PY) benchmarks/stream_window.py $(BENCH_ARGS)
 
 clean:
 

@@ -116,15 +116,17 @@ def check_batch(table: pa.Table, roles: dict[str, Any], *, kind: str) -> tuple[d
     return first, last
 
 
-def record_ids(values: pa.ChunkedArray, *, name: str, unique: bool) -> pd.Series:
-    """Record ids as text, so that 1042 in one batch joins "1042" in another."""
+def record_ids(values: pa.ChunkedArray, *, name: str, unique: bool, as_text: bool = True) -> pd.Series:
+    """Record ids as join keys: as text, so that 1042 in one batch joins "1042" in another, or as
+    64-bit integers when every batch of the join has integer ids (the faster join)."""
     kind = values.type
-    if not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+    if not (pa.types.is_integer(kind) or _is_text(kind)):
         raise TableError(f"record id column {name!r} must hold integers or text, found {kind}", column=name)
-    ids = values.to_pandas().astype("string")
-    if ids.isna().any():
-        row = int(np.argmax(ids.isna().to_numpy())) + 1
+    raw = values.to_pandas()
+    if raw.isna().any():
+        row = int(np.argmax(raw.isna().to_numpy())) + 1
         raise TableError(f"record id column {name!r} is missing a value at data row {row}", column=name)
+    ids = raw.astype("string") if as_text else raw.astype("int64")
     if unique:
         repeated = ids.duplicated(keep="first").to_numpy()
         if repeated.any():
@@ -136,6 +138,10 @@ def record_ids(values: pa.ChunkedArray, *, name: str, unique: bool) -> pd.Series
                 column=name,
             )
     return ids
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 def event_times(series: pd.Series, *, column: str) -> pd.Series:
@@ -179,73 +185,83 @@ def window_table(predictions: list[Batch], outcomes: list[Batch], *, start: date
     2. Join the latest outcome per record id; an outcome from an outcomes batch wins over one in the
        predictions batch.
     3. Leave out, and count, the rows whose outcome is still unknown.
-    Batches are given in upload order; the audit roles are those of the latest predictions batch.
+    Batches are given in upload order; the audit roles are those of the latest predictions batch. The
+    wide rows stay in Arrow: only the keys (record, time, order, outcome) are handled as arrays, and the
+    chosen rows are taken once.
     """
     if not predictions:
         raise TableError("the production stream has no predictions in this window")
     roles = predictions[-1].roles
-    audit_columns = [c for c in batch_columns(roles) if c not in (roles["record_id"], roles.get("timestamp"))]
-    frames = []
-    for order, batch in enumerate(predictions):
-        frame = batch.table.to_pandas()
-        missing = [c for c in audit_columns if c not in frame.columns and c != roles.get("label")]
-        if missing:
-            raise TableError(
-                f"predictions batch {batch.batch_id} lacks column {missing[0]!r} that the latest batch has",
-                column=missing[0],
-            )
-        if batch.roles.get("timestamp"):
-            times = event_times(frame[batch.roles["timestamp"]], column=batch.roles["timestamp"])
-        else:
-            times = pd.Series(pd.Timestamp(batch.received_at).tz_convert("UTC"), index=frame.index)
-        in_window = ((times >= pd.Timestamp(start)) & (times < pd.Timestamp(end))).to_numpy()
-        frame = frame.loc[in_window]
-        ids = record_ids(
-            batch.table.column(batch.roles["record_id"]).filter(pa.array(in_window)),
-            name=batch.roles["record_id"],
-            unique=False,
-        )
-        label = batch.roles.get("label")
-        renamed = {label: "__label"} if label else {}
-        frame = frame.rename(columns=renamed)
-        frame[_RECORD] = ids.to_numpy()
-        frame[_TIME] = times[in_window].to_numpy()
-        frame[_ORDER] = order
-        frames.append(frame)
-    rows = pd.concat(frames, ignore_index=True)
-    in_window_rows = len(rows)
-    if in_window_rows == 0:
-        raise TableError("the production stream has no predictions in this window")
-    rows = rows.sort_values([_TIME, _ORDER], kind="stable").drop_duplicates(_RECORD, keep="last")
-    rescored = in_window_rows - len(rows)
-
     label_name = roles.get("label") or next((b.roles["label"] for b in reversed(outcomes)), None)
     if label_name is None:
         raise TableError("no outcomes yet: upload an outcomes batch with the label for these records")
     alternative_name = roles.get("alternative_outcome") or next(
         (b.roles["alternative_outcome"] for b in reversed(outcomes) if b.roles.get("alternative_outcome")), None
     )
-    label = (
-        rows["__label"].astype("Float64") if "__label" in rows else pd.Series(pd.NA, index=rows.index, dtype="Float64")
-    )
+    wide_columns = [
+        c for c in batch_columns(roles) if c not in (roles["record_id"], roles.get("timestamp"), roles.get("label"))
+    ]
+    # Integer keys join faster; text keys are needed as soon as one batch writes its ids as text.
+    as_text = any(_is_text(b.table.schema.field(b.roles["record_id"]).type) for b in [*predictions, *outcomes])
+    low, high = pd.Timestamp(start).value, pd.Timestamp(end).value
+    tables: list[pa.Table] = []
+    records: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    orders: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for order, batch in enumerate(predictions):
+        missing = [c for c in wide_columns if c not in batch.table.column_names]
+        if missing:
+            raise TableError(
+                f"predictions batch {batch.batch_id} lacks column {missing[0]!r} that the latest batch has",
+                column=missing[0],
+            )
+        timestamp = batch.roles.get("timestamp")
+        if timestamp:
+            parsed = event_times(batch.table.column(timestamp).to_pandas(), column=timestamp)
+            nanoseconds = pd.DatetimeIndex(parsed).asi8
+        else:
+            nanoseconds = np.full(batch.table.num_rows, pd.Timestamp(batch.received_at).value, dtype=np.int64)
+        in_window = (nanoseconds >= low) & (nanoseconds < high)
+        if not in_window.any():
+            continue
+        kept = batch.table.filter(pa.array(in_window))
+        tables.append(kept.select(wide_columns))
+        ids = record_ids(kept.column(batch.roles["record_id"]), name="record_id", unique=False, as_text=as_text)
+        records.append(ids.to_numpy())
+        times.append(nanoseconds[in_window])
+        orders.append(np.full(kept.num_rows, order))
+        label = batch.roles.get("label")
+        known = kept.column(label).to_numpy(zero_copy_only=False).astype(float) if label else None
+        labels.append(known if known is not None else np.full(kept.num_rows, np.nan))
+    if not tables:
+        raise TableError("the production stream has no predictions in this window")
+    record = np.concatenate(records)
+    in_window_rows = len(record)
+    # Sorted by event time (then upload order), the last row of each record is its latest score.
+    by_time = np.lexsort((np.concatenate(orders), np.concatenate(times)))
+    latest = ~pd.Series(record[by_time]).duplicated(keep="last").to_numpy()
+    chosen = by_time[latest]
+    rescored = in_window_rows - len(chosen)
+
+    label = np.concatenate(labels)[chosen]
+    alternative = None
     if outcomes:
-        known = _latest_outcomes(outcomes, set(rows[_RECORD]))
-        joined = rows[[_RECORD]].merge(known, how="left", on=_RECORD)
-        later = joined["__outcome"].to_numpy()
-        label = pd.Series(
-            np.where(pd.isna(later), label.to_numpy(dtype=float, na_value=np.nan), later), index=rows.index
-        )
-        if alternative_name and "__alternative" in joined and alternative_name not in rows:
-            rows[alternative_name] = joined["__alternative"].to_numpy()
-    label = label.astype(float)
-    awaiting = int(label.isna().sum())
-    rows = rows.loc[label.notna().to_numpy()].copy()
-    rows[label_name] = label.dropna().astype("int8").to_numpy()
+        keys, outcome, later_alternative = _latest_outcomes(outcomes, as_text=as_text)
+        position = keys.get_indexer(record[chosen])
+        found = position >= 0
+        label = np.where(found, outcome[np.where(found, position, 0)], label)
+        if alternative_name and later_alternative is not None and alternative_name not in wide_columns:
+            alternative = np.where(found, later_alternative[np.where(found, position, 0)], np.nan)
+    known_outcome = ~np.isnan(label)
+    awaiting = int((~known_outcome).sum())
+    table = pa.concat_tables(tables, promote_options="permissive").take(pa.array(chosen[known_outcome]))
+    table = table.append_column(label_name, pa.array(label[known_outcome].astype(np.int8)))
+    if alternative is not None:
+        table = table.append_column(alternative_name, pa.array(alternative[known_outcome]))
     column_roles = {k: v for k, v in roles.items() if k not in STREAM_KEYS}
     column_roles["label"] = label_name
-    column_roles["alternative_outcome"] = alternative_name if alternative_name in rows else None
-    keep = [c for c in dict.fromkeys([*audit_columns, label_name, alternative_name]) if c and c in rows]
-    table = pa.Table.from_pandas(rows[keep].reset_index(drop=True), preserve_index=False)
+    column_roles["alternative_outcome"] = alternative_name if alternative_name in table.column_names else None
     return Window(
         table=table,
         column_roles=column_roles,
@@ -258,24 +274,27 @@ def window_table(predictions: list[Batch], outcomes: list[Batch], *, start: date
     )
 
 
-def _latest_outcomes(outcomes: list[Batch], wanted: set[str]) -> pd.DataFrame:
-    """The latest outcome (and alternative outcome) per record id, for the records asked about."""
-    frames = []
-    for order, batch in enumerate(outcomes):
+def _latest_outcomes(outcomes: list[Batch], *, as_text: bool) -> tuple[pd.Index, np.ndarray, np.ndarray | None]:
+    """The latest outcome (and alternative outcome) of each record id: the ids as a unique index, and the values
+    in the same order."""
+    ids, values, alternatives = [], [], []
+    has_alternative = any(b.roles.get("alternative_outcome") for b in outcomes)
+    for batch in outcomes:
         roles = batch.roles
-        ids = record_ids(batch.table.column(roles["record_id"]), name=roles["record_id"], unique=False)
-        mask = ids.isin(wanted).to_numpy()
-        frame = pd.DataFrame(
-            {
-                _RECORD: ids.to_numpy()[mask],
-                "__outcome": batch.table.column(roles["label"]).to_numpy(zero_copy_only=False)[mask].astype(float),
-                _ORDER: order,
-            }
+        batch_ids = record_ids(
+            batch.table.column(roles["record_id"]), name=roles["record_id"], unique=False, as_text=as_text
         )
-        if roles.get("alternative_outcome"):
-            frame["__alternative"] = batch.table.column(roles["alternative_outcome"]).to_numpy(zero_copy_only=False)[
-                mask
-            ]
-        frames.append(frame)
-    known = pd.concat(frames, ignore_index=True).sort_values(_ORDER, kind="stable")
-    return known.drop_duplicates(_RECORD, keep="last").drop(columns=[_ORDER])
+        ids.append(batch_ids.to_numpy())
+        values.append(batch.table.column(roles["label"]).to_numpy(zero_copy_only=False).astype(float))
+        if has_alternative:
+            column = roles.get("alternative_outcome")
+            alternatives.append(
+                batch.table.column(column).to_numpy(zero_copy_only=False).astype(float)
+                if column
+                else np.full(batch.table.num_rows, np.nan)
+            )
+    record = np.concatenate(ids)
+    # Upload order: of two outcomes of one record, the later batch's (and within a batch, the later row's).
+    last = ~pd.Series(record).duplicated(keep="last").to_numpy()
+    alternative = np.concatenate(alternatives)[last] if has_alternative else None
+    return pd.Index(record[last]), np.concatenate(values)[last], alternative

@@ -203,3 +203,17 @@ def test_a_window_without_any_outcome_says_outcomes_are_awaited(team, model_vers
             end=datetime(2026, 11, 5, tzinfo=UTC),
             actor=team.owner,
         )
+
+
+def test_a_measure_of_need_that_arrives_with_the_outcomes_joins_the_window_as_the_alternative_outcome() -> None:
+    predictions = pa.table({"enc": [10, 11, 12], "p": [0.9, 0.2, 0.4], "race": ["A", "B", "B"]})
+    outcomes = pa.table({"enc": [12, 10], "y": [0, 1], "chronic": [3, 5]})
+    window = window_table(
+        [_batch(1, predictions, {k: v for k, v in PREDICTION_ROLES.items() if k != "timestamp"})],
+        [_batch(2, outcomes, {"record_id": "enc", "label": "y", "alternative_outcome": "chronic"}, "outcomes")],
+        start=datetime(2026, 11, 19, tzinfo=UTC),
+        end=datetime(2026, 11, 21, tzinfo=UTC),  # the batch arrived on 2026-11-20 and has no timestamps
+    )
+    assert window.table.to_pydict() == {"p": [0.9, 0.4], "race": ["A", "B"], "y": [1, 0], "chronic": [5.0, 3.0]}
+    assert window.column_roles["alternative_outcome"] == "chronic"
+    assert window.statistics["awaiting_outcome"] == 1
