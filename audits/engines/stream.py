@@ -111,8 +111,10 @@ def check_batch(table: pa.Table, roles: dict[str, Any], *, kind: str) -> tuple[d
                 column=roles["score"],
             )
     if label:
+        # Outcomes may all be pending: an empty label column is fine, a wrong value is not.
         known = table.column(label).to_pandas().dropna()
-        binary_values(known, column=label, role="label (where known)")
+        if len(known):
+            binary_values(known, column=label, role="label (where known)")
     return first, last
 
 

@@ -217,3 +217,12 @@ def test_a_measure_of_need_that_arrives_with_the_outcomes_joins_the_window_as_th
     assert window.table.to_pydict() == {"p": [0.9, 0.4], "race": ["A", "B"], "y": [1, 0], "chronic": [5.0, 3.0]}
     assert window.column_roles["alternative_outcome"] == "chronic"
     assert window.statistics["awaiting_outcome"] == 1
+
+
+def test_a_predictions_batch_may_carry_an_outcome_column_that_is_empty_so_far_but_not_a_wrong_one() -> None:
+    roles = stream_roles({**PREDICTION_ROLES, "label": "y"}, kind="predictions")
+    base = {"enc": [1, 2], "at": ["2026-11-01T00:00:00Z", "2026-11-01T01:00:00Z"], "p": [0.1, 0.2], "race": ["A", "B"]}
+    check_batch(pa.table({**base, "y": pa.array([None, None], pa.null())}), roles, kind="predictions")
+    check_batch(pa.table({**base, "y": [1, None]}), roles, kind="predictions")
+    with pytest.raises(TableError, match=r"label \(where known\) column 'y' must hold only 0 and 1"):
+        check_batch(pa.table({**base, "y": [1, 7]}), roles, kind="predictions")
