@@ -184,7 +184,7 @@ def main() -> None:
     batch_files(Path(args.data_dir), args.rows, args.batches)
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     print(f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}, {when}")
-    print(f"{args.rows:,} predictions in {args.batches} batches (+1% re-scored in one more), outcomes for 90% in 2 batches")
+    print(f"{args.rows:,} predictions in {args.batches} batches (+1% re-scored in one more), outcomes for 90% in 2")
     results = {}
     for step in ("ingest-parquet", "ingest-csv", "window", "pandas"):
         out = subprocess.run(
