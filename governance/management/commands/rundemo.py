@@ -30,6 +30,22 @@ def _die_with_parent() -> None:
         pass  # Not Linux: Ctrl-C and SIGTERM still stop the children through the finally block.
 
 
+def _refuse_taken_address(addr: str) -> None:
+    """Fail before starting anything when the address to serve on is taken (another `make run`, say)."""
+    import socket
+
+    host, _, port = addr.rpartition(":")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As runserver binds: a port left in TIME_WAIT by a server that just stopped is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]") or "127.0.0.1", int(port)))
+        except OSError:
+            raise CommandError(
+                f"{addr} is already in use: stop the other server, or serve elsewhere with DEMO_ADDR=127.0.0.1:8001"
+            ) from None
+
+
 class Command(BaseCommand):
     help = "Run the service with its demo: worker, beat and web server in one command."
 
@@ -39,6 +55,8 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=int, default=900, help="seconds to wait for the demo audit")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not options["no_serve"]:
+            _refuse_taken_address(options["addr"])
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database migrated.")
         celery = [sys.executable, "-m", "celery", "-A", "governance"]
