@@ -174,10 +174,25 @@ class AuditScheduleAdmin(OrganizationScopedAdmin):
             return HttpResponseRedirect(request.get_full_path())
 
 
+class AlertStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Open"), ("resolved", "Resolved")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Alert]) -> QuerySet[Alert]:
+        if self.value() == "open":
+            return queryset.filter(resolved_at__isnull=True)
+        if self.value() == "resolved":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
+
+
 @admin.register(Alert)
 class AlertAdmin(RecordAdmin):
     list_display = ["title", "ai_model", "kind", "opened_at", "occurrences", "last_seen_at", "resolved_at"]
-    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter), "organization"]
+    list_filter = [AlertStateFilter, "kind", "organization"]
     list_select_related = ["ai_model"]
     search_fields = ["title", "incident_key"]
     actions = ["resolve"]

@@ -194,6 +194,14 @@ def _email_text(alert: Alert) -> str:
     return "\n".join(lines)
 
 
+def _finding_subject(finding: dict[str, Any]) -> str:
+    """A finding in a few words for a title: the metric, where, and its value; the message has the rest."""
+    metric = finding["metric"].replace("_", " ")
+    where = f"{finding['attribute']} = {finding['group']}" if finding["group"] else finding["column"]
+    value = finding["value"]
+    return f"{metric}, {where}" + (f": {value:.3g}" if isinstance(value, int | float) else "")
+
+
 def run_scope(run: AuditRun) -> str:
     """What makes runs the same source of incidents: the schedule that started them, else the version."""
     return f"schedule:{run.schedule_id}" if run.schedule_id else f"version:{run.model_version_id}"
@@ -230,8 +238,9 @@ def alerts_for_finished_run(run: AuditRun, result: dict[str, Any] | None) -> Non
             ai_model=ai_model,
             kind=Alert.Kind.CRITICAL_FINDING,
             incident_key=key,
-            title=f"Critical finding for {run.model_version}: {finding['message']}"[:300],
+            title=f"Critical finding for {run.model_version}: {_finding_subject(finding)}"[:300],
             details={
+                "message": finding["message"],
                 "run": run.pk,
                 "metric": finding["metric"],
                 "attribute": finding["attribute"],

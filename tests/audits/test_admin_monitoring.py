@@ -82,7 +82,10 @@ def test_alerts_are_resolved_from_the_admin_with_who_did_it(staff, team, model_v
     alert = alert_raise(
         ai_model=model_version.ai_model, kind="run_failed", incident_key="k", title="Audit failed", details={}
     )
+    listed = staff.get("/admin/audits/alert/?state=open").content.decode()
+    assert "Audit failed" in listed
     staff.post("/admin/audits/alert/", {"action": "resolve", "_selected_action": [alert.pk]})
+    assert "Audit failed" not in staff.get("/admin/audits/alert/?state=open").content.decode()
     alert.refresh_from_db()
     assert alert.resolved_by == team.owner and "resolved in the admin" in alert.resolution
     assert staff.get(f"/admin/audits/alert/{alert.pk}/change/").status_code == 200

@@ -67,6 +67,14 @@ def test_a_critical_finding_alerts_once_over_repeated_runs_and_is_delivered_sign
     assert alerts.count() == len(critical)
     assert set(alerts.values_list("occurrences", flat=True)) == {2}
     assert {(a.details["metric"], a.details["group"]) for a in alerts} == {(f["metric"], f["group"]) for f in critical}
+    black = alerts.get(details__metric="disparate_impact", details__attribute="race", details__group="Black")
+    finding = next(
+        f for f in critical if (f["metric"], f["attribute"], f["group"]) == ("disparate_impact", "race", "Black")
+    )
+    assert (
+        black.title == f"Critical finding for {model_version}: disparate impact, race = Black: {finding['value']:.3g}"
+    )
+    assert black.details["message"] == finding["message"]
 
     deliveries = WebhookDelivery.objects.filter(event="alert.opened")
     assert deliveries.count() == len(critical)
