@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -263,8 +263,18 @@ def alerts_for_finished_run(run: AuditRun, result: dict[str, Any] | None) -> Non
 
 
 def alerts_sweep_unnotified(*, older_than_seconds: int = 120) -> int:
-    """Send again the notices of open alerts that no one was told of (the dispatch was lost, or sending died)."""
+    """Send again the notices of open alerts that no one was told of (the dispatch was lost, or sending died).
+
+    Grouped by model, one message each, as when they opened.
+    """
     stale = timezone.now() - timedelta(seconds=older_than_seconds)
+    # A claim whose sender died mid-send (worker killed) is handed back after ten minutes.
+    abandoned = timezone.now() - timedelta(minutes=10)
+    for alert_id, notified in Alert.objects.filter(
+        resolved_at__isnull=True, notified__has_key="sending_since"
+    ).values_list("pk", "notified"):
+        if datetime.fromisoformat(notified["sending_since"]) < abandoned:
+            Alert.objects.filter(pk=alert_id, notified=notified).update(notified={})
     unsent = Alert.objects.filter(resolved_at__isnull=True, opened_at__lt=stale, notified={})
     by_model: dict[int, list[int]] = {}
     for alert_id, ai_model_id in unsent.values_list("pk", "ai_model_id"):

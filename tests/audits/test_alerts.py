@@ -161,8 +161,20 @@ def test_the_critical_findings_of_a_run_are_mailed_by_the_worker_in_one_message_
         last_seen_at=timezone.now(),
     )
     Alert.objects.filter(pk=lost.pk).update(opened_at=timezone.now() - timedelta(minutes=5))
-    assert alerts_sweep_unnotified() == 1
+    # And one whose sender was killed while sending, eleven minutes ago.
+    stuck = Alert.objects.create(
+        organization=team.organization,
+        ai_model=model_version.ai_model,
+        kind="run_failed",
+        incident_key="stuck",
+        title="A third audit failed",
+        last_seen_at=timezone.now(),
+        notified={"sending_since": (timezone.now() - timedelta(minutes=11)).isoformat()},
+    )
+    Alert.objects.filter(pk=stuck.pk).update(opened_at=timezone.now() - timedelta(minutes=12))
+    assert alerts_sweep_unnotified() == 2
     wait_for_mail(2)
-    assert mail.outbox[1].subject == "[st-elsewhere] Another audit failed"
+    assert mail.outbox[1].subject == f"[st-elsewhere] 2 new alerts for {model_version.ai_model.name}"
+    assert "Another audit failed" in mail.outbox[1].body and "A third audit failed" in mail.outbox[1].body
     assert all(a.notified["emails"] == ["olivia@example.org"] for a in Alert.objects.all())
     assert alerts_sweep_unnotified() == 0
