@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
 
-from audits.models import Alert, AuditPolicy, AuditRun, AuditSchedule, MetricResult, PredictionBatch
+from audits.models import Alert, AuditRun, AuditSchedule, MetricResult, PredictionBatch
 from governance.models import AIModel, ApiToken, ModelVersion
 from governance.selectors import organizations_visible
 
@@ -113,8 +113,8 @@ def metric_series(
     dataset, the time it finished. Each series carries the change between consecutive points with its
     MOVER interval (engines.trends); the policy's current bound on the metric is given for charts.
     """
-    from audits.engines.policy import Policy
     from audits.engines.trends import series_changes
+    from audits.services.policies import audit_policy_for_model
 
     rows = MetricResult.objects.filter(
         run__model_version__ai_model=ai_model, run__status=AuditRun.Status.SUCCEEDED, metric=metric
@@ -165,8 +165,7 @@ def metric_series(
         )
     for entry in series.values():
         entry["changes"] = series_changes(metric, entry["points"])
-    stored = AuditPolicy.objects.filter(ai_model=ai_model).first()
-    bound = (Policy.from_dict(stored.as_dict()) if stored else Policy()).bounds.get(metric)
+    bound = audit_policy_for_model(ai_model).bounds.get(metric)
     return {
         "metric": metric,
         "bound": None if bound is None else {"low": bound.low, "high": bound.high, "severity": bound.severity},

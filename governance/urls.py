@@ -19,6 +19,13 @@ api_v1 = [
         "models/<int:model_id>/schedules/", audit_apis.AuditScheduleListCreateApi.as_view(), name="model-schedule-list"
     ),
     path("models/<int:model_id>/series/", audit_apis.MetricSeriesApi.as_view(), name="model-metric-series"),
+    path("models/<int:model_id>/hti1/", report_apis.ModelHti1Api.as_view(), name="model-hti1"),
+    path("models/<int:model_id>/hti1/csv/", report_apis.ModelHti1CsvApi.as_view(), name="model-hti1-csv"),
+    path(
+        "models/<int:model_id>/hti1/<slug:key>/",
+        report_apis.ModelHti1AttributeApi.as_view(),
+        name="model-hti1-attribute",
+    ),
     path("schedules/<int:schedule_id>/", audit_apis.AuditScheduleDetailApi.as_view(), name="schedule-detail"),
     path("alerts/", audit_apis.AlertListApi.as_view(), name="alert-list"),
     path("alerts/<int:alert_id>/resolve/", audit_apis.AlertResolveApi.as_view(), name="alert-resolve"),

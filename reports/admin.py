@@ -2,11 +2,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
-from governance.admin import RecordAdmin
-from reports.models import Report, SignOff
+from governance.admin import OrganizationScopedAdmin, RecordAdmin
+from governance.selectors import ai_models_visible
+from governance.services import ServiceError
+from reports.models import Report, SignOff, SourceAttribute
+from reports.services import hti1_profile, source_attribute_record
 
 
 class SignOffInline(admin.TabularInline):
@@ -44,3 +53,99 @@ class ReportAdmin(RecordAdmin):
     @admin.display(description="Report")
     def open_link(self, obj: Report) -> str:
         return format_html('<a href="/reports/{}/">open</a>', obj.pk)
+
+
+class Hti1ProfileForm(forms.Form):
+    """A value and its evidence for each of the 31 attributes; empty values fall back to the derived text."""
+
+    def __init__(self, *args: Any, profile: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rows = profile["attributes"]
+        for row in self.rows:
+            recorded = row["source"] == "recorded"
+            self.fields[f"{row['key']}__value"] = forms.CharField(
+                label=row["label"],
+                required=False,
+                initial=row["value"] if recorded else "",
+                widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+            )
+            self.fields[f"{row['key']}__evidence"] = forms.CharField(
+                label="Evidence",
+                required=False,
+                max_length=500,
+                initial=row["evidence"] if recorded else "",
+                widget=forms.TextInput(attrs={"size": 80, "placeholder": "Link or reference"}),
+            )
+
+    def sections(self) -> list[dict[str, Any]]:
+        """The attributes by group, each with its two fields and what the service derived."""
+        groups: dict[int, dict[str, Any]] = {}
+        for row in self.rows:
+            group = groups.setdefault(row["group"], {"name": row["group_name"], "number": row["group"], "rows": []})
+            group["rows"].append(
+                {**row, "value_field": self[f"{row['key']}__value"], "evidence_field": self[f"{row['key']}__evidence"]}
+            )
+        return list(groups.values())
+
+
+@admin.register(SourceAttribute)
+class SourceAttributeAdmin(OrganizationScopedAdmin):
+    """The HTI-1 page of each model: the list is of models with their completeness; each opens a form."""
+
+    organization_path = "ai_model__organization"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "model/<int:model_id>/",
+                self.admin_site.admin_view(self.profile_view),
+                name="reports_sourceattribute_profile",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        models = ai_models_visible(request.user).order_by("organization__name", "name")
+        rows = [{"model": m, "completeness": hti1_profile(m)["completeness"]} for m in models]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "HTI-1 source attributes",
+            "rows": rows,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/reports/hti1_models.html", context)
+
+    def profile_view(self, request: HttpRequest, model_id: int) -> HttpResponse:
+        ai_model = get_object_or_404(ai_models_visible(request.user), pk=model_id)
+        profile = hti1_profile(ai_model)
+        form = Hti1ProfileForm(request.POST or None, profile=profile)
+        if request.method == "POST" and form.is_valid():
+            changed = 0
+            try:
+                for row in profile["attributes"]:
+                    value = form.cleaned_data[f"{row['key']}__value"].strip()
+                    evidence = form.cleaned_data[f"{row['key']}__evidence"].strip()
+                    recorded = row["source"] == "recorded"
+                    before = (row["value"], row["evidence"]) if recorded else ("", "")
+                    if (value, evidence) != before and (value or recorded):
+                        source_attribute_record(
+                            ai_model=ai_model, key=row["key"], value=value, evidence=evidence, actor=request.user
+                        )
+                        changed += 1
+            except (ServiceError, PermissionDenied) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{changed} attribute(s) recorded with you as reviewer")
+                return HttpResponseRedirect(reverse("admin:reports_sourceattribute_profile", args=[ai_model.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"HTI-1 source attributes of {ai_model.name}",
+            "ai_model": ai_model,
+            "profile": profile,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/reports/hti1_profile.html", context)

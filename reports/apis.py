@@ -5,16 +5,24 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audits.selectors import audit_runs_visible
 from governance.apis import GovernanceApi
+from governance.selectors import ai_models_visible
+from reports.exporters.hti1 import hti1_csv
 from reports.models import Report, SignOff
 from reports.selectors import reports_visible
-from reports.services import report_content_sha256, report_generate_for_run, report_sign
+from reports.services import (
+    hti1_profile,
+    report_content_sha256,
+    report_generate_for_run,
+    report_sign,
+    source_attribute_record,
+)
 
 
 class SignOffOutput(serializers.ModelSerializer):
@@ -83,6 +91,44 @@ class ReportVerifyApi(GovernanceApi):
         return Response(
             {"stored_sha256": report.sha256, "computed_sha256": computed, "intact": computed == report.sha256}
         )
+
+
+class ModelHti1Api(GovernanceApi):
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                description="{model, completeness: {filled, of, recorded, derived}, attributes: [{key, group, "
+                "group_name, label, value, source (recorded | registry | audit | missing), evidence, reviewed_by, "
+                "reviewed_at}]}"
+            )
+        }
+    )
+    def get(self, request: Request, model_id: int) -> Response:
+        ai_model = get_object_or_404(ai_models_visible(request.user, token=self.token), pk=model_id)
+        return Response(hti1_profile(ai_model))
+
+
+class ModelHti1CsvApi(GovernanceApi):
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="One row per HTI-1 attribute")})
+    def get(self, request: Request, model_id: int) -> HttpResponse:
+        ai_model = get_object_or_404(ai_models_visible(request.user, token=self.token), pk=model_id)
+        response = HttpResponse(hti1_csv(hti1_profile(ai_model)), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{ai_model.slug}-hti1-source-attributes.csv"'
+        return response
+
+
+class ModelHti1AttributeApi(GovernanceApi):
+    class SourceAttributeInput(serializers.Serializer):
+        value = serializers.CharField(allow_blank=True, help_text="Empty to withdraw the recorded value")
+        evidence = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+    @extend_schema(request=SourceAttributeInput, responses={200: OpenApiResponse(description="The model's profile")})
+    def put(self, request: Request, model_id: int, key: str) -> Response:
+        ai_model = get_object_or_404(ai_models_visible(request.user, token=self.token), pk=model_id)
+        data = self.SourceAttributeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        source_attribute_record(ai_model=ai_model, key=key, actor=request.user, **data.validated_data)
+        return Response(hti1_profile(ai_model))
 
 
 @login_required

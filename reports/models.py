@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from audits.models import AuditRun
-from governance.models import Organization, WriteOnce
+from governance.models import AIModel, Organization, WriteOnce
 
 
 class Report(WriteOnce):
@@ -52,3 +52,27 @@ class SignOff(WriteOnce):
 
     def __str__(self) -> str:
         return f"{self.report} signed by {self.signed_by}"
+
+
+class SourceAttribute(models.Model):
+    """One ONC HTI-1 source attribute of a model as a person recorded it, with its evidence and review.
+
+    Attributes not recorded fall back to what the registry and the audits show (reports.hti1).
+    """
+
+    ai_model = models.ForeignKey(AIModel, on_delete=models.CASCADE, related_name="source_attributes")
+    key = models.CharField(max_length=60)
+    value = models.TextField()
+    evidence = models.CharField(max_length=500, blank=True, help_text="A link or reference that supports the value")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "HTI-1 source attribute"
+        ordering = ["ai_model", "key"]
+        constraints = [models.UniqueConstraint(fields=["ai_model", "key"], name="one_value_per_source_attribute")]
+
+    def __str__(self) -> str:
+        return f"{self.key} of {self.ai_model}"

@@ -20,9 +20,14 @@ logger = logging.getLogger(__name__)
 
 def audit_policy_for(run: AuditRun) -> Policy:
     """The policy the run's model is held to: its own, else the defaults."""
+    return audit_policy_for_model(run.model_version.ai_model)
+
+
+def audit_policy_for_model(ai_model: AIModel) -> Policy:
+    """The policy a model is held to now: its own, else the defaults."""
     from audits.engines.policy import Policy
 
-    stored = AuditPolicy.objects.filter(ai_model_id=run.model_version.ai_model_id).first()
+    stored = AuditPolicy.objects.filter(ai_model_id=ai_model.pk).first()
     return Policy.from_dict(stored.as_dict()) if stored else Policy()
 
 

@@ -1,0 +1,20 @@
+"""Writes of the reports app: reports of runs and their sign-offs, and the regulatory profiles of models."""
+
+from reports.services.hti1 import hti1_profile, source_attribute_record
+from reports.services.runs import (
+    report_content_sha256,
+    report_data_for_run,
+    report_generate_for_run,
+    report_sign,
+    suppress_small_cells,
+)
+
+__all__ = [
+    "hti1_profile",
+    "report_content_sha256",
+    "report_data_for_run",
+    "report_generate_for_run",
+    "report_sign",
+    "source_attribute_record",
+    "suppress_small_cells",
+]
