@@ -45,6 +45,11 @@ api_v1 = [
         audit_apis.ProductionWindowCreateApi.as_view(),
         name="model-version-windows",
     ),
+    path(
+        "versions/<int:version_id>/model-card.xml",
+        report_apis.ModelCardXmlApi.as_view(),
+        name="model-version-chai-model-card",
+    ),
     path("datasets/", apis.DatasetListCreateApi.as_view(), name="dataset-list"),
     path("datasets/<int:dataset_id>/", apis.DatasetDetailApi.as_view(), name="dataset-detail"),
     path("audits/", audit_apis.AuditRunListCreateApi.as_view(), name="audit-list"),

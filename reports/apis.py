@@ -5,19 +5,22 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audits.selectors import audit_runs_visible
 from governance.apis import GovernanceApi
-from governance.selectors import ai_models_visible
+from governance.selectors import ai_models_visible, model_versions_visible
+from reports.exporters.chai_xml import model_card_xml
 from reports.exporters.hti1 import hti1_csv
 from reports.models import Report, SignOff
 from reports.selectors import reports_visible
 from reports.services import (
     hti1_profile,
+    model_card_document,
     report_content_sha256,
     report_generate_for_run,
     report_sign,
@@ -129,6 +132,33 @@ class ModelHti1AttributeApi(GovernanceApi):
         data.is_valid(raise_exception=True)
         source_attribute_record(ai_model=ai_model, key=key, actor=request.user, **data.validated_data)
         return Response(hti1_profile(ai_model))
+
+
+class ModelCardXmlApi(GovernanceApi):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("run", int, description="The audit the key metrics come from; default the latest")
+        ],
+        responses={
+            (200, "application/xml"): OpenApiResponse(
+                description="CHAI Applied Model Card v0.2, validated against the CHAI XSD"
+            )
+        },
+    )
+    def get(self, request: Request, version_id: int) -> HttpResponse:
+        version = get_object_or_404(model_versions_visible(request.user, token=self.token), pk=version_id)
+        run = None
+        if "run" in request.query_params:
+            if not request.query_params["run"].isdigit():
+                raise ValidationError({"run": "must be the id of an audit run of this version"})
+            runs = audit_runs_visible(request.user, token=self.token).filter(model_version=version)
+            run = get_object_or_404(runs, pk=int(request.query_params["run"]))
+        xml = model_card_xml(model_card_document(model_version=version, run=run))
+        response = HttpResponse(xml, content_type="application/xml; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{version.ai_model.slug}-{version.version}-chai-model-card.xml"'
+        )
+        return response
 
 
 @login_required
