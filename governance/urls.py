@@ -50,6 +50,7 @@ api_v1 = [
         report_apis.ModelCardXmlApi.as_view(),
         name="model-version-chai-model-card",
     ),
+    path("versions/<int:version_id>/annex-iv/", report_apis.AnnexIvApi.as_view(), name="model-version-annex-iv"),
     path("datasets/", apis.DatasetListCreateApi.as_view(), name="dataset-list"),
     path("datasets/<int:dataset_id>/", apis.DatasetDetailApi.as_view(), name="dataset-detail"),
     path("audits/", audit_apis.AuditRunListCreateApi.as_view(), name="audit-list"),

@@ -19,6 +19,7 @@ from reports.exporters.hti1 import hti1_csv
 from reports.models import Report, SignOff
 from reports.selectors import reports_visible
 from reports.services import (
+    annex_iv_document,
     hti1_profile,
     model_card_document,
     report_content_sha256,
@@ -132,6 +133,20 @@ class ModelHti1AttributeApi(GovernanceApi):
         data.is_valid(raise_exception=True)
         source_attribute_record(ai_model=ai_model, key=key, actor=request.user, **data.validated_data)
         return Response(hti1_profile(ai_model))
+
+
+class AnnexIvApi(GovernanceApi):
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                description="EU AI Act Annex IV outline: {summary, sections: [{number, title, status (filled | "
+                "partial | missing), items: [{label, value, evidence}], missing: [...]}]}"
+            )
+        }
+    )
+    def get(self, request: Request, version_id: int) -> Response:
+        version = get_object_or_404(model_versions_visible(request.user, token=self.token), pk=version_id)
+        return Response(annex_iv_document(model_version=version))
 
 
 class ModelCardXmlApi(GovernanceApi):

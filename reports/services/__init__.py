@@ -1,5 +1,6 @@
 """Writes of the reports app: reports of runs and their sign-offs, and the regulatory profiles of models."""
 
+from reports.services.annex_iv import annex_iv_document
 from reports.services.hti1 import hti1_profile, source_attribute_record
 from reports.services.model_card import model_card_document
 from reports.services.runs import (
@@ -11,6 +12,7 @@ from reports.services.runs import (
 )
 
 __all__ = [
+    "annex_iv_document",
     "hti1_profile",
     "model_card_document",
     "report_content_sha256",
