@@ -61,6 +61,7 @@ api_v1 = [
     path("audits/<int:run_id>/reports/", report_apis.ReportCreateApi.as_view(), name="audit-report-create"),
     path("reports/<int:report_id>/", report_apis.ReportDetailApi.as_view(), name="report-detail"),
     path("reports/<int:report_id>/verify/", report_apis.ReportVerifyApi.as_view(), name="report-verify"),
+    path("reports/<int:report_id>/pdf/", report_apis.ReportPdfApi.as_view(), name="report-pdf"),
     path(
         "reports/<int:report_id>/sign-offs/", report_apis.ReportSignOffListCreateApi.as_view(), name="report-sign-offs"
     ),

@@ -14,8 +14,10 @@ from rest_framework.response import Response
 from audits.selectors import audit_runs_visible
 from governance.apis import GovernanceApi
 from governance.selectors import ai_models_visible, model_versions_visible
+from governance.services import ServiceError
 from reports.exporters.chai_xml import model_card_xml
 from reports.exporters.hti1 import hti1_csv
+from reports.exporters.pdf import PdfUnavailable, report_pdf
 from reports.models import Report, SignOff
 from reports.selectors import reports_visible
 from reports.services import (
@@ -80,6 +82,35 @@ class ReportSignOffListCreateApi(GovernanceApi):
         data.is_valid(raise_exception=True)
         sign_off = report_sign(report=report, actor=request.user, statement=data.validated_data["statement"])
         return Response(SignOffOutput(sign_off).data, status=status.HTTP_201_CREATED)
+
+
+class ReportPdfApi(GovernanceApi):
+    @extend_schema(
+        responses={(200, "application/pdf"): OpenApiResponse(description="The report, its sign-offs appended")}
+    )
+    def get(self, request: Request, report_id: int) -> HttpResponse:
+        report = get_object_or_404(reports_visible(request.user, token=self.token), pk=report_id)
+        if report_content_sha256(report.html, report.data) != report.sha256:
+            raise ServiceError(
+                f"report {report.pk} no longer matches its sha256 {report.sha256}; it is not rendered", status=409
+            )
+        sign_offs = [
+            {
+                "signed_by": s.signed_by.get_username(),
+                "role": s.role,
+                "signed_at": s.signed_at.strftime("%Y-%m-%d %H:%M"),
+                "statement": s.statement,
+            }
+            for s in report.sign_offs.select_related("signed_by")
+        ]
+        try:
+            pdf = report_pdf(report.html, sha256=report.sha256, sign_offs=sign_offs)
+        except PdfUnavailable as exc:
+            raise ServiceError(str(exc), status=503) from None
+        response = HttpResponse(pdf, content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="report-{report.pk}-v{report.version}.pdf"'
+        response["X-Report-SHA256"] = report.sha256
+        return response
 
 
 class ReportVerifyApi(GovernanceApi):

@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from audits.models import AuditRun
-from governance.models import APPROVE_ROLES, WRITE_ROLES
+from governance.models import APPROVE_ROLES, WRITE_ROLES, GovernanceEvent
 from governance.selectors import role_in
 from governance.services import ServiceError, event_record, require_role
 from reports.models import Report, SignOff
@@ -48,8 +48,21 @@ def report_data_for_run(run: AuditRun) -> dict[str, Any]:
             "original_filename": dataset.original_filename,
         }
 
+    result = copy.deepcopy(run.result) if run.result else run.result
+    if result:
+        # The review status of each finding when the report was made (triage goes on after).
+        reviews = {
+            (f.metric, f.attribute, f.group, f.column, f.message): f.get_review_status_display()
+            for f in run.findings.all()
+        }
+        for finding in result.get("findings", []):
+            key = (finding["metric"], finding["attribute"], finding["group"], finding["column"], finding["message"])
+            finding["review_status"] = reviews.get(key, "Open")
+    lifecycle = GovernanceEvent.objects.filter(
+        object_type="governance.modelversion", object_id=str(version.pk)
+    ).select_related("actor")
     return {
-        "report_schema_version": 1,
+        "report_schema_version": 2,
         "generated_at": timezone.now().isoformat(),
         "organization": {"name": run.organization.name, "slug": run.organization.slug},
         "model": {
@@ -76,7 +89,17 @@ def report_data_for_run(run: AuditRun) -> dict[str, Any]:
         },
         "dataset": dataset_facts(run.dataset),
         "reference_dataset": dataset_facts(run.reference_dataset),
-        "result": run.result,
+        "lifecycle": [
+            {
+                "action": e.action,
+                "at": e.created_at.isoformat(),
+                "by": e.actor.get_username() if e.actor else None,
+                "before": e.before,
+                "after": e.after,
+            }
+            for e in lifecycle.order_by("created_at", "id")
+        ],
+        "result": result,
     }
 
 
@@ -125,8 +148,45 @@ def suppress_small_cells(data: dict[str, Any], *, threshold: int) -> dict[str, A
     return {
         **data,
         "result": result,
+        "representativeness": _representativeness(data, result, hidden, threshold),
         "suppression": {"threshold": threshold, "suppressed_groups": len(hidden), "complementary": complementary},
     }
+
+
+def _representativeness(
+    data: dict[str, Any], result: dict[str, Any], hidden: set[tuple[str, str]], threshold: int
+) -> list[dict[str, Any]]:
+    """Each protected group's share of the audited data against its share of the reference population.
+
+    The groups are those of the audited data; their size in the reference comes from the drift statistics
+    within groups (0 where the reference has no such group), so only with a reference dataset. A group
+    hidden in the fairness tables (small, or complementary to a small one) is hidden here too.
+    """
+    reference, current = data.get("reference_dataset"), data.get("dataset")
+    if not reference or not current or not result.get("drift"):
+        return []
+    in_reference = {(e["attribute"], e["group"]): e["reference_rows"] for e in result["drift"].get("by_group", [])}
+    rows = []
+    for group in (result.get("fairness") or {}).get("groups", []):
+        key = (group["attribute"], group["group"])
+        if "&" in key[0]:
+            continue
+        reference_rows = in_reference.get(key, 0)
+        if key in hidden or group.get("suppressed") or reference_rows is None or _small(reference_rows, threshold):
+            rows.append({"attribute": key[0], "group": key[1], "suppressed": True})
+            continue
+        rows.append(
+            {
+                "attribute": key[0],
+                "group": key[1],
+                "suppressed": False,
+                "reference_rows": reference_rows,
+                "current_rows": group["n"],
+                "reference_share": reference_rows / reference["rows"],
+                "current_share": group["n"] / current["rows"],
+            }
+        )
+    return rows
 
 
 def _small(count: Any, threshold: int) -> bool:
@@ -180,10 +240,20 @@ def _suppress_other_sections(result: dict[str, Any], threshold: int) -> None:
 
 
 def report_context(title: str, data: dict[str, Any]) -> dict[str, Any]:
-    """What the template needs besides the data: the findings and the software versions."""
+    """What the template needs besides the data: the findings, the charts, the bounds and software versions."""
+    from reports.charts import report_charts
+
     result = data.get("result") or {}
     versions = sorted((result.get("engine_versions") or {}).items())
-    return {"title": title, "data": data, "findings": result.get("findings", []), "engine_versions": versions}
+    bounds = sorted(((result.get("policy") or {}).get("bounds") or {}).items())
+    return {
+        "title": title,
+        "data": data,
+        "findings": result.get("findings", []),
+        "engine_versions": versions,
+        "charts": report_charts(data),
+        "bounds": bounds,
+    }
 
 
 @transaction.atomic

@@ -24,3 +24,17 @@ def percent(value: Any) -> str:
     if value is None:
         return "—"
     return f"{100 * value:.1f}%"
+
+
+@register.filter
+def share_difference(share: Any, other: Any) -> str:
+    """Two shares' difference in percentage points, signed."""
+    if share is None or other is None:
+        return "—"
+    return f"{100 * (share - other):+.1f} pp"
+
+
+@register.filter
+def words(value: Any) -> str:
+    """A snake_case name as words: "rate_differences" -> "rate differences"."""
+    return str(value).replace("_", " ")

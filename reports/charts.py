@@ -1,0 +1,113 @@
+"""Charts of a report, drawn on the server as SVG (inline in the HTML, and so in the PDF).
+
+Each chart takes the report's published data, after small-cell suppression: a suppressed group is never
+drawn. matplotlib is imported here only, when a report is generated.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+# Colour-blind-safe pair (Okabe-Ito) for pass and breach.
+PASS_COLOUR, FAIL_COLOUR, BAND_COLOUR = "#0072B2", "#D55E00", "#E8F1FA"
+
+
+def _svg(figure: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(figure)
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg") :]
+
+
+def _figure(rows: int) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams.update({"svg.hashsalt": "governance-report", "font.size": 9, "svg.fonttype": "path"})
+    return plt.subplots(figsize=(7.0, 0.9 + 0.28 * rows))
+
+
+def disparity_forest(disparities: list[dict[str, Any]], *, metric: str, bound: dict[str, Any] | None) -> str | None:
+    """Each single-attribute group's disparity against its reference, with its 95% interval and the accepted band."""
+    rows = [
+        d
+        for d in disparities
+        if d["metric"] == metric and "&" not in d["attribute"] and not d.get("suppressed") and d["value"] is not None
+    ]
+    if not rows:
+        return None
+    figure, axes = _figure(len(rows))
+    labels = [f"{d['attribute']} = {d['group']} vs {d['reference']}" for d in rows]
+    positions = list(range(len(rows)))[::-1]
+    if bound and bound.get("low") is not None and bound.get("high") is not None:
+        axes.axvspan(bound["low"], bound["high"], color=BAND_COLOUR, zorder=0, label="accepted range")
+    neutral = 1.0 if metric == "disparate_impact" else 0.0
+    axes.axvline(neutral, color="#57606a", linewidth=0.8)
+    for position, row in zip(positions, rows, strict=True):
+        colour = FAIL_COLOUR if row["status"] == "fail" else PASS_COLOUR
+        if row["ci"]:
+            axes.plot(row["ci"], [position, position], color=colour, linewidth=2)
+        axes.plot([row["value"]], [position], "o", color=colour)
+    axes.set_yticks(positions, labels)
+    axes.set_xlabel(f"{metric.replace('_', ' ')} (95% interval; orange: outside the policy)")
+    axes.grid(axis="x", color="#d0d7de", linewidth=0.5)
+    return _svg(figure)
+
+
+def group_rates(groups: list[dict[str, Any]], *, metrics: tuple[str, ...]) -> str | None:
+    """Rates of each single-attribute group with their 95% intervals, one marker per metric."""
+    rows = [g for g in groups if "&" not in g["attribute"] and not g.get("suppressed")]
+    if not rows:
+        return None
+    figure, axes = _figure(len(rows))
+    labels = [f"{g['attribute']} = {g['group']}" + (" (ref.)" if g["is_reference"] else "") for g in rows]
+    positions = list(range(len(rows)))[::-1]
+    markers = ("o", "s", "^", "D")
+    colours = (PASS_COLOUR, FAIL_COLOUR, "#009E73", "#CC79A7")
+    for index, metric in enumerate(metrics):
+        offset = (index - (len(metrics) - 1) / 2) * 0.18
+        for position, group in zip(positions, rows, strict=True):
+            value, interval = group.get(metric), (group.get("ci") or {}).get(metric)
+            if value is None:
+                continue
+            y = position + offset
+            if interval:
+                axes.plot(interval, [y, y], color=colours[index], linewidth=1.5)
+            axes.plot(
+                [value],
+                [y],
+                markers[index],
+                color=colours[index],
+                label=metric.replace("_", " ") if position == positions[0] else None,
+            )
+    axes.set_yticks(positions, labels)
+    axes.set_xlim(0, 1)
+    axes.legend(loc="lower right", fontsize=8, frameon=False)
+    axes.grid(axis="x", color="#d0d7de", linewidth=0.5)
+    return _svg(figure)
+
+
+def report_charts(data: dict[str, Any]) -> dict[str, str | None]:
+    """The charts of an audit report, from its published (suppressed) data."""
+    result = data.get("result") or {}
+    fairness = result.get("fairness") or {"groups": [], "disparities": []}
+    bounds = (result.get("policy") or {}).get("bounds") or {}
+    return {
+        "disparate_impact": disparity_forest(
+            fairness["disparities"], metric="disparate_impact", bound=bounds.get("disparate_impact")
+        ),
+        "equal_opportunity": disparity_forest(
+            fairness["disparities"],
+            metric="equal_opportunity_difference",
+            bound=bounds.get("equal_opportunity_difference"),
+        ),
+        "rates": group_rates(
+            fairness["groups"], metrics=("true_positive_rate", "false_positive_rate", "selection_rate")
+        ),
+    }
