@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -251,6 +252,11 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-audit-runs": {"task": "audits.tasks.sweep_audit_runs", "schedule": 60.0},
     # The one beat entry for every AuditSchedule: it claims the due ones (no PeriodicTask per model).
     "fire-due-schedules": {"task": "audits.tasks.fire_due_schedules", "schedule": 60.0},
+    # Last month's monitoring report of every deployed model, early on the first of the month (UTC).
+    "monthly-monitoring-reports": {
+        "task": "reports.tasks.generate_monthly_reports",
+        "schedule": crontab(minute="30", hour="2", day_of_month="1"),
+    },
 }
 
 # A worker holding a run renews its lease between phases; a run whose lease lapsed is

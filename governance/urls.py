@@ -19,6 +19,11 @@ api_v1 = [
         "models/<int:model_id>/schedules/", audit_apis.AuditScheduleListCreateApi.as_view(), name="model-schedule-list"
     ),
     path("models/<int:model_id>/series/", audit_apis.MetricSeriesApi.as_view(), name="model-metric-series"),
+    path(
+        "models/<int:model_id>/monitoring-reports/",
+        report_apis.MonitoringReportCreateApi.as_view(),
+        name="model-monitoring-report-create",
+    ),
     path("models/<int:model_id>/hti1/", report_apis.ModelHti1Api.as_view(), name="model-hti1"),
     path("models/<int:model_id>/hti1/csv/", report_apis.ModelHti1CsvApi.as_view(), name="model-hti1-csv"),
     path(

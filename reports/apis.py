@@ -24,6 +24,7 @@ from reports.services import (
     annex_iv_document,
     hti1_profile,
     model_card_document,
+    monitoring_report_generate,
     report_content_sha256,
     report_generate_for_run,
     report_sign,
@@ -45,7 +46,21 @@ class ReportOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Report
-        fields = ["id", "audit_run", "version", "title", "sha256", "created_at", "html_url", "sign_offs", "data"]
+        fields = [
+            "id",
+            "kind",
+            "audit_run",
+            "ai_model",
+            "period_start",
+            "period_end",
+            "version",
+            "title",
+            "sha256",
+            "created_at",
+            "html_url",
+            "sign_offs",
+            "data",
+        ]
 
     def get_html_url(self, report: Report) -> str:
         return f"/reports/{report.pk}/"
@@ -56,6 +71,20 @@ class ReportCreateApi(GovernanceApi):
     def post(self, request: Request, run_id: int) -> Response:
         run = get_object_or_404(audit_runs_visible(request.user, token=self.token), pk=run_id)
         report = report_generate_for_run(run=run, actor=request.user)
+        return Response(ReportOutput(report).data, status=status.HTTP_201_CREATED)
+
+
+class MonitoringReportCreateApi(GovernanceApi):
+    class MonitoringReportInput(serializers.Serializer):
+        start = serializers.DateField(help_text="First day of the period")
+        end = serializers.DateField(help_text="Day after the last day of the period")
+
+    @extend_schema(request=MonitoringReportInput, responses={201: ReportOutput})
+    def post(self, request: Request, model_id: int) -> Response:
+        ai_model = get_object_or_404(ai_models_visible(request.user, token=self.token), pk=model_id)
+        data = self.MonitoringReportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = monitoring_report_generate(ai_model=ai_model, actor=request.user, **data.validated_data)
         return Response(ReportOutput(report).data, status=status.HTTP_201_CREATED)
 
 

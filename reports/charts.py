@@ -111,3 +111,61 @@ def report_charts(data: dict[str, Any]) -> dict[str, str | None]:
             fairness["groups"], metrics=("true_positive_rate", "false_positive_rate", "selection_rate")
         ),
     }
+
+
+def trend_chart(series: list[dict[str, Any]], *, metric: str, bound: dict[str, Any] | None) -> str | None:
+    """A metric of each group over the period's windows, with its 95% band and the policy's accepted range."""
+    from datetime import datetime
+
+    drawn = [entry for entry in series if len(entry["points"]) >= 1]
+    if not drawn:
+        return None
+    figure, axes = _figure(8)
+    if bound and bound.get("low") is not None and bound.get("high") is not None:
+        axes.axhspan(bound["low"], bound["high"], color=BAND_COLOUR, zorder=0, label="accepted range")
+    for entry in drawn:
+        times = [datetime.fromisoformat(p["at"]) for p in entry["points"]]
+        values = [p["value"] for p in entry["points"]]
+        label = f"{entry['attribute']} = {entry['group']}"
+        (line,) = axes.plot(times, values, marker="o", markersize=3, linewidth=1, label=label)
+        lows = [p["ci_low"] if p["ci_low"] is not None else p["value"] for p in entry["points"]]
+        highs = [p["ci_high"] if p["ci_high"] is not None else p["value"] for p in entry["points"]]
+        axes.fill_between(times, lows, highs, color=line.get_color(), alpha=0.12, linewidth=0)
+    axes.set_ylabel(metric.replace("_", " "))
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+    axes.grid(color="#d0d7de", linewidth=0.5)
+    figure.autofmt_xdate()
+    return _svg(figure)
+
+
+def run_history_chart(runs: list[dict[str, Any]]) -> str | None:
+    """Share of drifted columns and the largest missing share, run by run over the period."""
+    from datetime import datetime
+
+    points = [r for r in runs if r["share_drifted"] is not None or r["max_missing_share"] is not None]
+    if not points:
+        return None
+    figure, axes = _figure(6)
+    times = [datetime.fromisoformat(r["at"]) for r in points]
+    axes.plot(
+        times, [r["share_drifted"] for r in points], marker="o", color=FAIL_COLOUR, label="share of drifted columns"
+    )
+    axes.plot(
+        times, [r["max_missing_share"] for r in points], marker="s", color=PASS_COLOUR, label="largest missing share"
+    )
+    axes.axhline(0.5, color=FAIL_COLOUR, linewidth=0.6, linestyle="--", label="dataset drift at half the columns")
+    axes.set_ylim(0, 1)
+    axes.legend(loc="upper left", fontsize=7, frameon=False)
+    axes.grid(color="#d0d7de", linewidth=0.5)
+    figure.autofmt_xdate()
+    return _svg(figure)
+
+
+def trend_charts(data: dict[str, Any]) -> dict[str, str | None]:
+    """The charts of a monitoring report, from its published data."""
+    charts = {
+        metric: trend_chart(trend["series"], metric=metric, bound=trend.get("bound"))
+        for metric, trend in data["trends"].items()
+    }
+    charts["history"] = run_history_chart(data["runs"])
+    return charts

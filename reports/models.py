@@ -1,4 +1,5 @@
-"""Reports: frozen snapshots of finished audit runs, identified by the sha256 of their content."""
+"""Reports: frozen snapshots of finished audit runs, or of a deployed model's monitoring over a period,
+identified by the sha256 of their content."""
 
 from __future__ import annotations
 
@@ -13,8 +14,19 @@ class Report(WriteOnce):
     # The stored content is what a sign-off binds to.
     change_hint = "generate a new version instead of editing it"
 
+    class Kind(models.TextChoices):
+        AUDIT = "audit", "Audit of a version (pre-deployment)"
+        MONITORING = "monitoring", "Monitoring of a deployed model over a period"
+
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="reports")
-    audit_run = models.ForeignKey(AuditRun, on_delete=models.PROTECT, related_name="reports")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.AUDIT)
+    # An audit report cites one run; a monitoring report cites a model and a period.
+    audit_run = models.ForeignKey(AuditRun, null=True, blank=True, on_delete=models.PROTECT, related_name="reports")
+    ai_model = models.ForeignKey(
+        AIModel, null=True, blank=True, on_delete=models.PROTECT, related_name="monitoring_reports"
+    )
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True, help_text="Exclusive")
     version = models.PositiveIntegerField(default=1)
     title = models.CharField(max_length=300)
     html = models.TextField(editable=False)
@@ -27,7 +39,15 @@ class Report(WriteOnce):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["audit_run", "version"], name="report_version_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["audit_run", "version"], name="report_version_unique"),
+            # Also keeps two monthly sweeps from making the same month's report twice.
+            models.UniqueConstraint(
+                fields=["ai_model", "period_start", "period_end", "version"],
+                condition=models.Q(kind="monitoring"),
+                name="monitoring_report_version_unique",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} v{self.version}"
