@@ -207,10 +207,16 @@ def deploy_version(version: ModelVersion) -> ModelVersion:
 
 
 def stream_upload(
-    team: Team, version: ModelVersion, *, seed: int = 41, start: str = "2026-11-01", days: int = 14
+    team: Team,
+    version: ModelVersion,
+    *,
+    seed: int = 41,
+    start: str = "2026-11-01",
+    days: int = 14,
+    frames: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> None:
     """Append a production log to the version's stream: predictions, then the outcomes known so far."""
-    predictions, outcomes = production_frames(4000, seed=seed, start=start, days=days)
+    predictions, outcomes = frames or production_frames(4000, seed=seed, start=start, days=days)
     for kind, frame, roles in (("predictions", predictions, STREAM_ROLES), ("outcomes", outcomes, OUTCOME_ROLES)):
         prediction_batch_upload(
             model_version=version,

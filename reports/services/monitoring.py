@@ -17,9 +17,9 @@ from django.utils import timezone
 from audits.models import Alert, AuditRun, Finding
 from audits.selectors import metric_series
 from governance.models import WRITE_ROLES, AIModel, Dataset, GovernanceEvent, ModelVersion
-from governance.services import ServiceError, SystemActor, event_record, require_role
+from governance.services import ServiceError, SystemActor, require_role
 from reports.models import Report
-from reports.services.runs import report_content_sha256
+from reports.services.runs import report_freeze
 
 logger = logging.getLogger(__name__)
 
@@ -188,27 +188,15 @@ def monitoring_report_generate(
     )
     existing = Report.objects.filter(kind=Report.Kind.MONITORING, ai_model=ai_model, period_start=start, period_end=end)
     latest = 0 if first_version_only else existing.aggregate(v=Max("version"))["v"] or 0
-    report = Report.objects.create(
+    return report_freeze(
         organization=ai_model.organization,
-        kind=Report.Kind.MONITORING,
-        ai_model=ai_model,
-        period_start=start,
-        period_end=end,
+        actor=actor,
         version=latest + 1,
         title=title,
         html=html,
         data=data,
-        sha256=report_content_sha256(html, data),
-        created_by=actor if getattr(actor, "pk", None) else None,
+        cites={"kind": Report.Kind.MONITORING, "ai_model": ai_model, "period_start": start, "period_end": end},
     )
-    event_record(
-        organization=ai_model.organization,
-        actor=actor,
-        action="report.generated",
-        obj=report,
-        after={"sha256": report.sha256, "version": report.version, "kind": "monitoring", "period": data["period"]},
-    )
-    return report
 
 
 def previous_month(today: date) -> tuple[date, date]:

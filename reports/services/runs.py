@@ -266,22 +266,46 @@ def report_generate_for_run(*, run: AuditRun, actor: Any) -> Report:
     title = f"Audit of {data['model']['name']} {data['model_version']['version']} (run {run.pk})"
     html = render_to_string("reports/audit_report.html", report_context(title, data))
     latest = Report.objects.filter(audit_run=run).aggregate(v=Max("version"))["v"] or 0
-    report = Report.objects.create(
+    return report_freeze(
         organization=run.organization,
-        audit_run=run,
+        actor=actor,
         version=latest + 1,
+        title=title,
+        html=html,
+        data=data,
+        cites={"audit_run": run},
+    )
+
+
+def report_freeze(
+    *, organization: Any, actor: Any, version: int, title: str, html: str, data: dict[str, Any], cites: dict[str, Any]
+) -> Report:
+    """Store a rendered report once, with the sha256 of its content, and record the event.
+
+    `cites` names what the report is of: an audit run, or a model and a period (with its kind).
+    """
+    report = Report.objects.create(
+        organization=organization,
+        version=version,
         title=title,
         html=html,
         data=data,
         sha256=report_content_sha256(html, data),
         created_by=actor if getattr(actor, "pk", None) else None,
+        **cites,
     )
     event_record(
-        organization=run.organization,
+        organization=organization,
         actor=actor,
         action="report.generated",
         obj=report,
-        after={"sha256": report.sha256, "version": report.version, "audit_run": run.pk},
+        after={
+            "sha256": report.sha256,
+            "version": report.version,
+            "kind": report.kind,
+            "audit_run": report.audit_run_id,
+            "period": [str(report.period_start), str(report.period_end)] if report.period_start else None,
+        },
     )
     return report
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import shutil
 import subprocess
@@ -12,11 +11,11 @@ import pytest
 
 from audits.models import MetricResult
 from audits.services import audit_run_create, audit_run_execute
-from audits.services.stream import prediction_batch_upload, production_window_snapshot
+from audits.services.stream import production_window_snapshot
 from reports.models import Report
 from reports.services import monitoring_report_generate, monthly_reports_generate
-from tests.conftest import client_for, deploy_version, run_concurrently
-from tests.data import OUTCOME_ROLES, STREAM_ROLES, production_frames
+from tests.conftest import client_for, deploy_version, run_concurrently, stream_upload
+from tests.data import production_frames
 
 WEEKS = [datetime(2026, 11, d, tzinfo=UTC) for d in (1, 8, 15, 22)]
 
@@ -28,15 +27,7 @@ def monitored(team, model_version, media_root):
     version = deploy_version(model_version)
     predictions, outcomes = production_frames(4500, seed=51, start="2026-11-01", days=21)
     predictions.loc[predictions.index[:6], "race"] = "Pacific Islander"
-    for kind, frame, roles in (("predictions", predictions, STREAM_ROLES), ("outcomes", outcomes, OUTCOME_ROLES)):
-        prediction_batch_upload(
-            model_version=version,
-            kind=kind,
-            file=io.BytesIO(frame.to_csv(index=False).encode()),
-            filename=f"{kind}.csv",
-            column_roles=roles,
-            actor=team.owner,
-        )
+    stream_upload(team, version, frames=(predictions, outcomes))
     runs = []
     for start, end in itertools.pairwise(WEEKS):
         window = production_window_snapshot(model_version=version, start=start, end=end, actor=team.owner)
