@@ -109,7 +109,12 @@ def suppress_small_cells(data: dict[str, Any], *, threshold: int) -> dict[str, A
     1. Primary suppression: every group whose n is between 1 and threshold.
     2. Complementary suppression: the attribute's total is published, so a lone suppressed
        group could be worked back by subtraction; the next smallest group is hidden with it.
-    3. Every disparity of a hidden group, or against a hidden reference group, is hidden,
+    3. Cell suppression: in a group large enough to publish, a rate can still reveal a small
+       count (5 positives among 200 people: base rate 0.025 with n 200). Every count a published
+       rate implies (positives, negatives, flagged, not flagged, correct, the four confusion
+       cells) is worked out as an attacker would; a group with one in 1..threshold keeps its n
+       and loses every rate and score metric, with a complementary group per attribute.
+    4. Every disparity of a hidden group, or against a hidden reference group, is hidden,
        and so is every finding about a hidden group.
     """
     result = copy.deepcopy(data.get("result") or {})
@@ -127,30 +132,95 @@ def suppress_small_cells(data: dict[str, Any], *, threshold: int) -> dict[str, A
             if rest:
                 hidden.add((attribute, rest[0]["group"]))
                 complementary += 1
+    cells_hidden = _small_cell_groups(by_attribute, hidden, threshold)
     for group in fairness["groups"]:
-        group["suppressed"] = (group["attribute"], group["group"]) in hidden
-        if group["suppressed"]:
-            for key in list(group):
-                if key not in {"attribute", "group", "is_reference", "suppressed"}:
-                    group[key] = None
+        where = (group["attribute"], group["group"])
+        group["suppressed"] = where in hidden
+        group["cells_suppressed"] = where in cells_hidden
+        if group["suppressed"] or group["cells_suppressed"]:
+            kept = {"attribute", "group", "is_reference", "suppressed", "cells_suppressed"}
+            if not group["suppressed"]:
+                kept.add("n")
+            for name in list(group):
+                if name not in kept:
+                    group[name] = None
+    hidden_figures = hidden | cells_hidden
     for disparity in fairness["disparities"]:
-        disparity["suppressed"] = (disparity["attribute"], disparity["group"]) in hidden or (
+        disparity["suppressed"] = (disparity["attribute"], disparity["group"]) in hidden_figures or (
             disparity["attribute"],
             disparity["reference"],
-        ) in hidden
+        ) in hidden_figures
         if disparity["suppressed"]:
             for key in ("value", "ci", "p_value", "p_value_unadjusted", "n", "reference_n"):
                 disparity[key] = None
     # A finding about a hidden group would name its size or its figures.
-    result["findings"] = [f for f in result.get("findings", []) if (f["attribute"], f["group"]) not in hidden]
+    result["findings"] = [f for f in result.get("findings", []) if (f["attribute"], f["group"]) not in hidden_figures]
+    # Drift of the label within a group would give its share of positives: hidden with the rates.
+    for entry in (result.get("drift") or {}).get("by_group", []):
+        if (entry.get("attribute"), entry.get("group")) in cells_hidden:
+            entry.update(columns=[], status="suppressed")
     _suppress_other_sections(result, threshold)
 
     return {
         **data,
         "result": result,
         "representativeness": _representativeness(data, result, hidden, threshold),
-        "suppression": {"threshold": threshold, "suppressed_groups": len(hidden), "complementary": complementary},
+        "suppression": {
+            "threshold": threshold,
+            "suppressed_groups": len(hidden),
+            "complementary": complementary,
+            "groups_with_small_cells": len(cells_hidden),
+        },
     }
+
+
+def implied_counts(group: dict[str, Any]) -> dict[str, int]:
+    """The counts a group's published rates give away, given its n: what an attacker can work out."""
+    n = group.get("n")
+    if not n:
+        return {}
+    counts: dict[str, float] = {}
+    base, selection, accuracy = group.get("base_rate"), group.get("selection_rate"), group.get("accuracy")
+    if base is not None:
+        positives, negatives = base * n, n - base * n
+        counts.update(positives=positives, negatives=negatives)
+        for rate, denominator, cell in (
+            ("true_positive_rate", positives, "true_positives"),
+            ("false_negative_rate", positives, "false_negatives"),
+            ("false_positive_rate", negatives, "false_positives"),
+        ):
+            if group.get(rate) is not None:
+                counts[cell] = group[rate] * denominator
+        if group.get("false_positive_rate") is not None:
+            counts["true_negatives"] = negatives - counts["false_positives"]
+    if selection is not None:
+        flagged, not_flagged = selection * n, n - selection * n
+        counts.update(flagged=flagged, not_flagged=not_flagged)
+        if group.get("positive_predictive_value") is not None:
+            counts["true_positives_from_ppv"] = group["positive_predictive_value"] * flagged
+        if group.get("negative_predictive_value") is not None:
+            counts["true_negatives_from_npv"] = group["negative_predictive_value"] * not_flagged
+    if accuracy is not None:
+        counts.update(correct=accuracy * n, incorrect=n - accuracy * n)
+    return {name: round(value) for name, value in counts.items()}
+
+
+def _small_cell_groups(
+    by_attribute: dict[str, list[dict[str, Any]]], hidden: set[tuple[str, str]], threshold: int
+) -> set[tuple[str, str]]:
+    """Publishable groups whose rates would reveal a count of 1..threshold, with a complementary group each."""
+    flagged: set[tuple[str, str]] = set()
+    for attribute, groups in by_attribute.items():
+        shown = [g for g in groups if (attribute, g["group"]) not in hidden]
+        small = [g for g in shown if any(_small(c, threshold) for c in implied_counts(g).values())]
+        flagged.update((attribute, g["group"]) for g in small)
+        if len(small) == 1:
+            # Pooled figures of the attribute (an overall accuracy, say) minus the other groups' would
+            # give the lone group's counts back: a second group is hidden with it.
+            rest = sorted((g for g in shown if g not in small), key=lambda g: (g["is_reference"], g["n"]))
+            if rest:
+                flagged.add((attribute, rest[0]["group"]))
+    return flagged
 
 
 def _representativeness(

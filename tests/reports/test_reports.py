@@ -97,7 +97,12 @@ def test_a_lone_suppressed_group_takes_the_next_smallest_with_it_so_the_total_ca
     visible = {g["group"]: g["n"] for g in published["result"]["fairness"]["groups"]}
     assert visible == {"ref": 500, "big": 300, "mid": None, "tiny": None}
     # Whoever knows the total (842) can no longer subtract their way to 'tiny'.
-    assert published["suppression"] == {"threshold": 10, "suppressed_groups": 2, "complementary": 1}
+    assert published["suppression"] == {
+        "threshold": 10,
+        "suppressed_groups": 2,
+        "complementary": 1,
+        "groups_with_small_cells": 0,
+    }
     hidden = {d["group"] for d in published["result"]["fairness"]["disparities"] if d["value"] is None}
     assert hidden == {"mid", "tiny"}
 
