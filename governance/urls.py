@@ -67,6 +67,7 @@ api_v1 = [
     path("reports/<int:report_id>/", report_apis.ReportDetailApi.as_view(), name="report-detail"),
     path("reports/<int:report_id>/verify/", report_apis.ReportVerifyApi.as_view(), name="report-verify"),
     path("reports/<int:report_id>/pdf/", report_apis.ReportPdfApi.as_view(), name="report-pdf"),
+    path("reports/<int:report_id>/json/", report_apis.ReportJsonApi.as_view(), name="report-json"),
     path(
         "reports/<int:report_id>/sign-offs/", report_apis.ReportSignOffListCreateApi.as_view(), name="report-sign-offs"
     ),

@@ -13,10 +13,12 @@ from rest_framework.response import Response
 
 from audits.selectors import audit_runs_visible
 from governance.apis import GovernanceApi
+from governance.models import Role
 from governance.selectors import ai_models_visible, model_versions_visible
-from governance.services import ServiceError
+from governance.services import ServiceError, event_record, require_role
 from reports.exporters.chai_xml import model_card_xml
 from reports.exporters.hti1 import hti1_csv
+from reports.exporters.json import report_json
 from reports.exporters.pdf import PdfUnavailable, report_pdf
 from reports.models import Report, SignOff
 from reports.selectors import reports_visible
@@ -139,6 +141,47 @@ class ReportPdfApi(GovernanceApi):
         response = HttpResponse(pdf, content_type="application/pdf")
         response["Content-Disposition"] = f'inline; filename="report-{report.pk}-v{report.version}.pdf"'
         response["X-Report-SHA256"] = report.sha256
+        return response
+
+
+class ReportJsonApi(GovernanceApi):
+    """The report's frozen data in a versioned envelope; raw figures only for auditors, approvers and admins."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "raw",
+                bool,
+                description="Include the audit's unsuppressed result (internal use: auditor, approver or admin role)",
+            )
+        ],
+        responses={200: OpenApiResponse(description="See reports/exporters/schemas/report-v2.schema.json")},
+    )
+    def get(self, request: Request, report_id: int) -> Response:
+        report = get_object_or_404(reports_visible(request.user, token=self.token), pk=report_id)
+        raw = request.query_params.get("raw") in ("1", "true")
+        if raw:
+            require_role(
+                request.user,
+                report.organization,
+                {Role.AUDITOR, Role.APPROVER, Role.ADMIN},
+                doing="Exporting raw figures",
+            )
+            if report.audit_run is None:
+                raise ValidationError({"raw": "raw figures exist for audit reports only"})
+        body = report_json(report, raw=raw)
+        if raw:
+            event_record(
+                organization=report.organization,
+                actor=request.user,
+                action="report.raw_exported",
+                obj=report,
+                after={"sha256": report.sha256},
+            )
+        response = Response(body)
+        response["X-Report-SHA256"] = report.sha256
+        if raw:
+            response["X-Contains-Small-Cells"] = "true"
         return response
 
 
