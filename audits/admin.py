@@ -11,11 +11,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 
 # Registers the monitoring admin (production stream, schedules, alerts).
 from audits import admin_monitoring  # noqa: F401
-from audits.models import AuditPolicy, AuditRun, Finding
+from audits.models import AuditPolicy, AuditRun, Finding, FindingReview
 from audits.services import audit_policy_update, audit_run_create
+from audits.services.triage import finding_triage
 from governance.admin import OrganizationScopedAdmin, form_page, limit_choices
 from governance.models import Dataset, ModelVersion
 from governance.selectors import datasets_visible, model_versions_visible
@@ -131,16 +133,68 @@ class AuditPolicyAdmin(OrganizationScopedAdmin):
         obj._state.adding = False
 
 
+class FindingReviewInline(admin.TabularInline):
+    model = FindingReview
+    extra = 0
+    readonly_fields = ("action", "from_status", "to_status", "justification", "reviewed_by", "reviewed_at")
+    fields = readonly_fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class FindingTriageForm(forms.Form):
+    action = forms.ChoiceField(
+        choices=[
+            ("acknowledge", "Acknowledge: seen, being looked at"),
+            ("mitigate", "Mitigate: say what was done"),
+            ("accept_risk", "Accept the risk (approver): say why it is acceptable"),
+            ("reopen", "Reopen: say what changed"),
+        ]
+    )
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}), required=False)
+
+
 @admin.register(Finding)
 class FindingAdmin(OrganizationScopedAdmin):
     organization_path = "run__organization"
-    list_display = ["severity", "message", "run", "review_status", "created_at"]
+    list_display = ["severity", "message", "run", "review_status", "created_at", "triage_link"]
     list_filter = ["severity", "category", "review_status"]
     search_fields = ["message", "attribute", "group", "column"]
-    readonly_fields = [f.name for f in Finding._meta.fields if f.name != "review_status"]
+    # The review status changes only through triage, which records who, when and why.
+    readonly_fields = [*(f.name for f in Finding._meta.fields), "triage_link"]
+    inlines = [FindingReviewInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="Triage")
+    def triage_link(self, obj: Finding) -> str:
+        return format_html('<a href="{}">triage</a>', reverse("admin:audits_finding_triage", args=[obj.pk]))
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:finding_id>/triage/", self.admin_site.admin_view(self.triage_view), name="audits_finding_triage"
+            ),
+            *super().get_urls(),
+        ]
+
+    def triage_view(self, request: HttpRequest, finding_id: int) -> HttpResponse:
+        finding = get_object_or_404(self.get_queryset(request).select_related("run__organization"), pk=finding_id)
+        form = FindingTriageForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                finding_triage(finding=finding, actor=request.user, **form.cleaned_data)
+            except (ServiceError, PermissionDenied) as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"Finding {finding.pk}: {finding.get_review_status_display().lower()}")
+                return HttpResponseRedirect(reverse("admin:audits_finding_change", args=[finding.pk]))
+        return form_page(
+            self, request, form, title=f"Triage: {finding.message[:120]}", submit_label="Record the decision"
+        )

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
 
-from audits.models import Alert, AuditRun, AuditSchedule, MetricResult, PredictionBatch
+from audits.models import Alert, AuditRun, AuditSchedule, Finding, MetricResult, PredictionBatch
 from governance.models import AIModel, ApiToken, ModelVersion
 from governance.selectors import organizations_visible
 
@@ -76,6 +76,12 @@ def audit_run_verdict(run: AuditRun) -> dict[str, Any]:
     answer["comparison"] = comparison
     answer["overall"] = "fail" if run.verdict == "fail" or comparison["verdict"] == "fail" else "pass"
     return answer
+
+
+def findings_visible(user: Any, *, token: ApiToken | None = None) -> QuerySet[Finding]:
+    return Finding.objects.filter(run__organization__in=organizations_visible(user, token=token)).select_related(
+        "run", "run__organization"
+    )
 
 
 def prediction_batches_visible(user: Any, *, token: ApiToken | None = None) -> QuerySet[PredictionBatch]:

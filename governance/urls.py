@@ -32,6 +32,7 @@ api_v1 = [
         name="model-hti1-attribute",
     ),
     path("schedules/<int:schedule_id>/", audit_apis.AuditScheduleDetailApi.as_view(), name="schedule-detail"),
+    path("findings/<int:finding_id>/triage/", audit_apis.FindingTriageApi.as_view(), name="finding-triage"),
     path("alerts/", audit_apis.AlertListApi.as_view(), name="alert-list"),
     path("alerts/<int:alert_id>/resolve/", audit_apis.AlertResolveApi.as_view(), name="alert-resolve"),
     path("versions/<int:version_id>/", apis.ModelVersionDetailApi.as_view(), name="model-version-detail"),

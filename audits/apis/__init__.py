@@ -18,6 +18,7 @@ from audits.apis.runs import (
     AuditRunMetricsApi,
     AuditRunVerdictApi,
     FindingOutput,
+    FindingTriageApi,
 )
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "AuditScheduleDetailApi",
     "AuditScheduleListCreateApi",
     "FindingOutput",
+    "FindingTriageApi",
     "MetricSeriesApi",
     "PredictionBatchListCreateApi",
     "ProductionWindowCreateApi",

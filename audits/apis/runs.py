@@ -10,8 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audits import selectors as audit_selectors
-from audits.models import AuditPolicy, AuditRun, Finding, MetricResult
+from audits.models import AuditPolicy, AuditRun, Finding, FindingReview, MetricResult
 from audits.services import audit_policy_update, audit_run_create
+from audits.services.triage import ACTIONS as TRIAGE_ACTIONS
+from audits.services.triage import finding_triage
 from governance import selectors
 from governance.apis import GovernanceApi
 from governance.idempotency import idempotent
@@ -190,3 +192,35 @@ class AuditRunVerdictApi(GovernanceApi):
     def get(self, request: Request, run_id: int) -> Response:
         run = get_object_or_404(audit_selectors.audit_runs_visible(request.user, token=self.token), pk=run_id)
         return Response(audit_selectors.audit_run_verdict(run))
+
+
+class FindingReviewOutput(serializers.ModelSerializer):
+    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = FindingReview
+        fields = ["id", "finding", "action", "from_status", "to_status", "justification", "reviewed_by", "reviewed_at"]
+
+
+class FindingTriageApi(GovernanceApi):
+    class FindingTriageInput(serializers.Serializer):
+        action = serializers.ChoiceField(list(TRIAGE_ACTIONS))
+        justification = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="What was done (mitigate), why the risk is acceptable (accept_risk), what changed (reopen)",
+        )
+
+    @extend_schema(request=FindingTriageInput, responses={201: FindingReviewOutput})
+    def post(self, request: Request, finding_id: int) -> Response:
+        finding = get_object_or_404(audit_selectors.findings_visible(request.user, token=self.token), pk=finding_id)
+        data = self.FindingTriageInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        review = finding_triage(finding=finding, actor=request.user, **data.validated_data)
+        return Response(FindingReviewOutput(review).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=FindingReviewOutput(many=True))
+    def get(self, request: Request, finding_id: int) -> Response:
+        finding = get_object_or_404(audit_selectors.findings_visible(request.user, token=self.token), pk=finding_id)
+        return self.paginate(finding.reviews.select_related("reviewed_by"), FindingReviewOutput)

@@ -1,7 +1,7 @@
 """Models of the audits app: runs and their results, and the monitoring of deployed models."""
 
 from audits.models.monitoring import Alert, AuditSchedule, PredictionBatch
-from audits.models.runs import AuditPolicy, AuditRun, Finding, Measurement, MetricResult
+from audits.models.runs import AuditPolicy, AuditRun, Finding, FindingReview, Measurement, MetricResult
 
 __all__ = [
     "Alert",
@@ -9,6 +9,7 @@ __all__ = [
     "AuditRun",
     "AuditSchedule",
     "Finding",
+    "FindingReview",
     "Measurement",
     "MetricResult",
     "PredictionBatch",

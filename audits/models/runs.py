@@ -190,3 +190,23 @@ class Finding(Measurement):
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.message[:80]}"
+
+
+class FindingReview(models.Model):
+    """One triage decision on a finding: who moved it from which status to which, when, and why."""
+
+    finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="reviews")
+    action = models.CharField(max_length=20)
+    from_status = models.CharField(max_length=20)
+    to_status = models.CharField(max_length=20)
+    justification = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["reviewed_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} of finding {self.finding_id} by {self.reviewed_by}"

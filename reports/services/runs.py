@@ -51,13 +51,21 @@ def report_data_for_run(run: AuditRun) -> dict[str, Any]:
     result = copy.deepcopy(run.result) if run.result else run.result
     if result:
         # The review status of each finding when the report was made (triage goes on after).
-        reviews = {
-            (f.metric, f.attribute, f.group, f.column, f.message): f.get_review_status_display()
-            for f in run.findings.all()
-        }
+        reviews = {}
+        for row in run.findings.prefetch_related("reviews__reviewed_by"):
+            decisions = list(row.reviews.all())
+            last = decisions[-1] if decisions else None
+            note = ""
+            if last is not None and last.justification:
+                who = last.reviewed_by.get_username() if last.reviewed_by else "unknown"
+                note = f"{last.justification} ({who}, {last.reviewed_at:%Y-%m-%d})"
+            reviews[(row.metric, row.attribute, row.group, row.column, row.message)] = (
+                row.get_review_status_display(),
+                note,
+            )
         for finding in result.get("findings", []):
             key = (finding["metric"], finding["attribute"], finding["group"], finding["column"], finding["message"])
-            finding["review_status"] = reviews.get(key, "Open")
+            finding["review_status"], finding["review_note"] = reviews.get(key, ("Open", ""))
     lifecycle = GovernanceEvent.objects.filter(
         object_type="governance.modelversion", object_id=str(version.pk)
     ).select_related("actor")
