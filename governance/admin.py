@@ -17,6 +17,7 @@ from django.urls import reverse
 from audits.engines.errors import TableError
 from audits.engines.roles_text import parse_protected, split_names
 from governance import services
+from governance.admin_inventory import InventoryColumns
 from governance.models import (
     AIModel,
     ApiToken,
@@ -122,9 +123,10 @@ class ModelVersionInline(admin.TabularInline):
 
 
 @admin.register(AIModel)
-class AIModelAdmin(OrganizationScopedAdmin):
-    list_display = ["name", "organization", "decision_role", "clinical_risk_level", "status", "owner", "updated_at"]
-    list_filter = ["organization", "status", "decision_role", "clinical_risk_level"]
+class AIModelAdmin(InventoryColumns, OrganizationScopedAdmin):
+    # The list is the inventory a governance committee reads (governance.admin_inventory).
+    list_display = InventoryColumns.inventory_display
+    list_filter = [*InventoryColumns.inventory_filters, "status", "decision_role"]
     search_fields = ["name", "slug", "intended_use"]
     prepopulated_fields = {"slug": ["name"]}
     autocomplete_fields = ["owner"]
