@@ -69,6 +69,7 @@ class AuditRunAdmin(OrganizationScopedAdmin):
             path(
                 "<int:run_id>/report/", self.admin_site.admin_view(self.generate_report), name="audits_auditrun_report"
             ),
+            path("<int:run_id>/rerun/", self.admin_site.admin_view(self.rerun), name="audits_auditrun_rerun"),
             *super().get_urls(),
         ]
 
@@ -98,6 +99,24 @@ class AuditRunAdmin(OrganizationScopedAdmin):
             "data": {"result": run.result or {}},
         }
         return TemplateResponse(request, self.change_form_template, context)
+
+    def rerun(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        """A new run of the same version on the same data (POST only: the page asks for confirmation)."""
+        run = get_object_or_404(self.get_queryset(request), pk=run_id)
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:audits_auditrun_change", args=[run.pk]))
+        try:
+            again = audit_run_create(
+                model_version=run.model_version,
+                dataset=run.dataset,
+                reference_dataset=run.reference_dataset,
+                actor=request.user,
+            )
+        except (ServiceError, PermissionDenied) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:audits_auditrun_change", args=[run.pk]))
+        self.message_user(request, f"Audit run {again.pk} queued")
+        return HttpResponseRedirect(reverse("admin:audits_auditrun_change", args=[again.pk]))
 
     def generate_report(self, request: HttpRequest, run_id: int) -> HttpResponse:
         run = get_object_or_404(self.get_queryset(request), pk=run_id)

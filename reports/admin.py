@@ -11,11 +11,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from governance.admin import OrganizationScopedAdmin, RecordAdmin
+from governance.admin import OrganizationScopedAdmin, RecordAdmin, form_page
 from governance.selectors import ai_models_visible
 from governance.services import ServiceError
 from reports.models import Report, SignOff, SourceAttribute
-from reports.services import hti1_profile, source_attribute_record
+from reports.services import hti1_profile, report_sign, source_attribute_record
 
 
 class SignOffInline(admin.TabularInline):
@@ -29,22 +29,60 @@ class SignOffInline(admin.TabularInline):
         return False
 
 
+class SignForm(forms.Form):
+    statement = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="What you attest, e.g. 'Reviewed by the AI committee on 2026-11-25; approved for a pilot on ward 4'",
+    )
+    confirm = forms.BooleanField(label="I have read this report version and sign it as it is")
+
+
 @admin.register(Report)
 class ReportAdmin(RecordAdmin):
     inlines = [SignOffInline]
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path("<int:report_id>/sign/", self.admin_site.admin_view(self.sign_view), name="reports_report_sign"),
+            *super().get_urls(),
+        ]
+
+    def sign_view(self, request: HttpRequest, report_id: int) -> HttpResponse:
+        """Sign a report version (approver or admin), bound to its sha256, after an explicit confirmation."""
+        report = get_object_or_404(self.get_queryset(request), pk=report_id)
+        form = SignForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                report_sign(report=report, actor=request.user, statement=form.cleaned_data["statement"])
+            except (ServiceError, PermissionDenied) as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"Signed {report.title} v{report.version} (sha256 {report.sha256})")
+                return HttpResponseRedirect(reverse("admin:reports_report_change", args=[report.pk]))
+        return form_page(self, request, form, title=f"Sign {report.title} v{report.version}", submit_label="Sign")
+
     list_display = ["title", "version", "organization", "created_at", "short_sha256", "open_link"]
     list_filter = ["organization"]
     exclude = ["html", "data"]
     readonly_fields = [
         "organization",
+        "kind",
         "audit_run",
+        "ai_model",
+        "period_start",
+        "period_end",
         "version",
         "title",
         "sha256",
         "created_by",
         "created_at",
         "open_link",
+        "pdf_link",
     ]
+
+    @admin.display(description="PDF")
+    def pdf_link(self, obj: Report) -> str:
+        return format_html('<a href="{}">download</a>', reverse("report-pdf", args=[obj.pk]))
 
     @admin.display(description="sha256")
     def short_sha256(self, obj: Report) -> str:
