@@ -86,6 +86,7 @@ class InventoryColumns:
 
     inventory_display: tuple[str, ...] = (
         "name",
+        "overview",
         "organization",
         "stage",
         "verdict",
@@ -99,6 +100,41 @@ class InventoryColumns:
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return inventory_queryset(super().get_queryset(request))  # type: ignore[misc]
+
+    @admin.display(description="Page")
+    def overview(self, obj: Any) -> str:
+        from django.urls import reverse
+
+        return format_html(
+            '<a href="{}" aria-label="Overview of {}">overview</a>',
+            reverse("admin:governance_aimodel_overview", args=[obj.pk]),
+            obj.name,
+        )
+
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        return [
+            path(
+                "<int:model_id>/overview/",
+                self.admin_site.admin_view(self.overview_view),  # type: ignore[attr-defined]
+                name="governance_aimodel_overview",
+            ),
+            *super().get_urls(),  # type: ignore[misc]
+        ]
+
+    def overview_view(self, request: HttpRequest, model_id: int) -> Any:
+        from django.shortcuts import get_object_or_404
+        from django.template.response import TemplateResponse
+
+        ai_model = get_object_or_404(self.get_queryset(request), pk=model_id)
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            **model_overview_context(ai_model),
+            "title": ai_model.name,
+            "opts": ai_model._meta,
+        }
+        return TemplateResponse(request, "admin/governance/model_overview.html", context)
 
     @admin.display(description="Lifecycle stage", ordering="latest_stage")
     def stage(self, obj: Any) -> str:
@@ -139,3 +175,43 @@ class InventoryColumns:
             completeness["filled"],
             completeness["of"],
         )
+
+
+def model_overview_context(ai_model: Any, *, days: int = 180) -> dict[str, Any]:
+    """What the model page shows: versions, data, policy, schedules, trends with charts, alerts and reports.
+
+    The trends and history are those of a monitoring report of the last `days` days (small groups
+    unpublished), drawn by the same chart code.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audits.models import AuditRun, AuditSchedule
+    from audits.services.policies import audit_policy_for_model
+    from governance.models import Dataset
+    from reports.charts import trend_charts
+    from reports.models import Report
+    from reports.services.monitoring import monitoring_report_data
+
+    today = timezone.now().date()
+    data = monitoring_report_data(ai_model=ai_model, start=today - timedelta(days=days), end=today + timedelta(days=1))
+    versions = []
+    for version in ai_model.versions.order_by("-created_at"):
+        latest = version.audit_runs.filter(status=AuditRun.Status.SUCCEEDED).order_by("-finished_at").first()
+        versions.append({"version": version, "latest_run": latest})
+    policy = audit_policy_for_model(ai_model).to_dict()
+    return {
+        "ai_model": ai_model,
+        "versions": versions,
+        "datasets": Dataset.objects.filter(ai_model=ai_model).order_by("-created_at"),
+        "policy": policy,
+        "bounds": sorted(policy["bounds"].items()),
+        "schedules": AuditSchedule.objects.filter(ai_model=ai_model),
+        "data": data,
+        "charts": trend_charts(data),
+        "days": days,
+        "reports": Report.objects.filter(Q(audit_run__model_version__ai_model=ai_model) | Q(ai_model=ai_model))
+        .select_related("audit_run")
+        .order_by("-created_at")[:20],
+    }

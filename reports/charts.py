@@ -131,6 +131,7 @@ def trend_chart(series: list[dict[str, Any]], *, metric: str, bound: dict[str, A
         lows = [p["ci_low"] if p["ci_low"] is not None else p["value"] for p in entry["points"]]
         highs = [p["ci_high"] if p["ci_high"] is not None else p["value"] for p in entry["points"]]
         axes.fill_between(times, lows, highs, color=line.get_color(), alpha=0.12, linewidth=0)
+    _pad_single_day(axes, [datetime.fromisoformat(p["at"]) for entry in drawn for p in entry["points"]])
     axes.set_ylabel(metric.replace("_", " "))
     axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
     axes.grid(color="#d0d7de", linewidth=0.5)
@@ -154,11 +155,20 @@ def run_history_chart(runs: list[dict[str, Any]]) -> str | None:
         times, [r["max_missing_share"] for r in points], marker="s", color=PASS_COLOUR, label="largest missing share"
     )
     axes.axhline(0.5, color=FAIL_COLOUR, linewidth=0.6, linestyle="--", label="dataset drift at half the columns")
+    _pad_single_day(axes, times)
     axes.set_ylim(0, 1)
     axes.legend(loc="upper left", fontsize=7, frameon=False)
     axes.grid(color="#d0d7de", linewidth=0.5)
     figure.autofmt_xdate()
     return _svg(figure)
+
+
+def _pad_single_day(axes: Any, times: list[Any]) -> None:
+    """With every point at one moment, show the day around it rather than matplotlib's default years."""
+    from datetime import timedelta
+
+    if times and max(times) - min(times) < timedelta(days=1):
+        axes.set_xlim(min(times) - timedelta(days=1), max(times) + timedelta(days=1))
 
 
 def trend_charts(data: dict[str, Any]) -> dict[str, str | None]:

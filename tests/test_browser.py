@@ -133,4 +133,9 @@ def test_a_committee_member_audits_a_model_triages_a_finding_and_signs_the_repor
     page.goto(f"{base}/reports/{report.pk}/")
     assert page.get_by_role("heading", name="Performance and fairness by group").is_visible()
     shot("06-report")
-    assert len(list(shots.glob("*.png"))) >= 6
+
+    page.goto(f"{base}/admin/governance/aimodel/")
+    page.get_by_role("link", name="Overview of Sepsis early warning").click()
+    assert page.get_by_role("heading", name="Versions and their lifecycle").is_visible()
+    shot("07-model-page")
+    assert len(list(shots.glob("*.png"))) >= 7

@@ -32,15 +32,16 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _published(series: dict[str, Any], start: datetime, end: datetime, threshold: int) -> dict[str, Any]:
-    """A series cut to the period, without intersections, and without points of groups of 1..threshold people."""
+def _published(series: dict[str, Any], runs: set[int], threshold: int) -> dict[str, Any]:
+    """A series cut to the period's production runs, without intersections, and without points of groups of
+    1..threshold people."""
     from audits.engines.trends import series_changes
 
     entries = []
     for entry in series["series"]:
         if "&" in entry["attribute"]:
             continue
-        points = [p for p in entry["points"] if start <= p["at"] < end]
+        points = [p for p in entry["points"] if p["run"] in runs]
         shown = [p for p in points if not (p["n"] is not None and 1 <= p["n"] <= threshold)]
         if not shown:
             continue
@@ -103,8 +104,10 @@ def monitoring_report_data(*, ai_model: AIModel, start: date, end: date) -> dict
                 "max_missing_share": max((c["missing_share"] for c in quality.get("columns", [])), default=None),
             }
         )
+    # Pre-deployment audits of evaluation data are not production: only the runs listed above are followed.
+    production = {summary["run"] for summary in summaries}
     trends = {
-        metric: _published(metric_series(ai_model=ai_model, metric=metric), since, until, threshold)
+        metric: _published(metric_series(ai_model=ai_model, metric=metric, since=since), production, threshold)
         for metric in TREND_METRICS
     }
     alerts = Alert.objects.filter(ai_model=ai_model, opened_at__lt=until).exclude(resolved_at__lt=since)

@@ -43,5 +43,45 @@ def test_the_inventory_shows_what_needs_attention_and_filters_and_sorts_on_it(
     assert f'<td class="field-stage">{model_version.stage}</td>' in row
     assert _names(client.get("/admin/governance/aimodel/?attention=any").content.decode()) == [audited.name]
     assert _names(client.get("/admin/governance/aimodel/?verdict=none").content.decode()) == [quiet.name]
-    by_critical = _names(client.get("/admin/governance/aimodel/?o=-5").content.decode())
+    by_critical = _names(client.get("/admin/governance/aimodel/?o=-6").content.decode())
     assert by_critical.index(audited.name) < by_critical.index(quiet.name)
+
+
+def test_the_model_page_gathers_versions_data_schedules_trends_and_reports(
+    client, team, model_version, media_root
+) -> None:
+    from datetime import timedelta
+
+    from audits.services.stream import production_window_snapshot
+    from reports.services import report_generate_for_run
+    from tests.conftest import deploy_version, stream_upload
+
+    version = deploy_version(model_version)
+    now = timezone.now()
+    stream_upload(team, version, start=(now - timedelta(days=20)).strftime("%Y-%m-%d"), days=19)
+    for weeks_ago in (2, 1):
+        end = now - timedelta(days=7 * weeks_ago - 6)
+        window = production_window_snapshot(
+            model_version=version, start=end - timedelta(days=7), end=end, actor=team.owner
+        )
+        run = audit_run_create(
+            model_version=version,
+            dataset=window,
+            reference_dataset=None,
+            actor=team.owner,
+            window=(end - timedelta(days=7), end),
+        )
+        audit_run_execute(run_id=run.pk, worker="test")
+    run.refresh_from_db()
+    report = report_generate_for_run(run=run, actor=team.owner)
+    audit_schedule_create(ai_model=version.ai_model, actor=team.owner, name="Weekly", cron="0 6 * * 1")
+
+    team.owner.is_staff = team.owner.is_superuser = True
+    team.owner.save()
+    client.force_login(team.owner)
+    listing = client.get("/admin/governance/aimodel/").content.decode()
+    assert f'aria-label="Overview of {version.ai_model.name}"' in listing
+    page = client.get(f"/admin/governance/aimodel/{version.ai_model.pk}/overview/").content.decode()
+    assert version.version in page and "Weekly" in page and report.title in page
+    assert page.count("<svg") >= 3  # disparate impact, equal opportunity, sensitivity, AUROC, history
+    assert "Pacific" not in page

@@ -14,7 +14,7 @@ from audits.services import audit_run_create, audit_run_execute
 from audits.services.stream import production_window_snapshot
 from reports.models import Report
 from reports.services import monitoring_report_generate, monthly_reports_generate
-from tests.conftest import client_for, deploy_version, run_concurrently, stream_upload
+from tests.conftest import client_for, clinical_frame, deploy_version, run_concurrently, stream_upload, upload_frame
 from tests.data import production_frames
 
 WEEKS = [datetime(2026, 11, d, tzinfo=UTC) for d in (1, 8, 15, 22)]
@@ -44,6 +44,10 @@ def monitored(team, model_version, media_root):
 @pytest.mark.django_db
 def test_a_monitoring_report_follows_each_group_across_the_windows_and_hides_small_groups(team, monitored) -> None:
     version, runs = monitored
+    # A pre-deployment audit of held-out data in the same month is not production: it is left out.
+    held_out = upload_frame(team, clinical_frame(2000, seed=52), name="held-out")
+    evaluation = audit_run_create(model_version=version, dataset=held_out, reference_dataset=None, actor=team.owner)
+    audit_run_execute(run_id=evaluation.pk, worker="test")
     report = monitoring_report_generate(
         ai_model=version.ai_model, start=date(2026, 11, 1), end=date(2026, 12, 1), actor=team.owner
     )
