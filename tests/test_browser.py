@@ -48,6 +48,8 @@ def browser_page(monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
+# Every click below submits a form or follows a link: each waits for the page it opens, so that the next
+# step never acts on (or navigates away from) the page being left.
 def test_a_committee_member_audits_a_model_triages_a_finding_and_signs_the_report(
     live_server, live_worker, browser_page, media_root, tmp_path
 ) -> None:
@@ -64,20 +66,23 @@ def test_a_committee_member_audits_a_model_triages_a_finding_and_signs_the_repor
     page.goto(f"{base}/admin/login/")
     page.get_by_label("Username:", exact=True).fill("chair")
     page.get_by_label("Password:", exact=True).fill("correct horse battery staple")
-    page.get_by_role("button", name="Log in").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
 
     page.goto(f"{base}/admin/governance/aimodel/add/")
     page.get_by_label("Organization:", exact=True).select_option(label=organization.name)
     page.get_by_label("Name:", exact=True).fill("Sepsis early warning")
     page.get_by_label("Slug:", exact=True).fill("sepsis-ew")
     page.get_by_label("Intended use:", exact=True).fill("Early warning of sepsis in adult inpatients")
-    page.locator("input[name=_save]").click()
+    with page.expect_navigation():
+        page.locator("input[name=_save]").click()
     shot("01-inventory")
 
     page.goto(f"{base}/admin/governance/modelversion/add/")
     page.get_by_label("Ai model:", exact=True).select_option(label="Sepsis early warning")
     page.get_by_label("Version:", exact=True).fill("2.0.0")
-    page.locator("input[name=_save]").click()
+    with page.expect_navigation():
+        page.locator("input[name=_save]").click()
 
     data = tmp_path / "held-out.csv"
     clinical_frame(6000, seed=101).to_csv(data, index=False)
@@ -90,13 +95,15 @@ def test_a_committee_member_audits_a_model_triages_a_finding_and_signs_the_repor
     page.get_by_label("Score:", exact=True).fill("score")
     page.get_by_label("Protected:", exact=True).fill("race=White, sex")
     page.get_by_label("Features:", exact=True).fill("age, lactate, ward")
-    page.get_by_role("button", name="Upload").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Upload").click()
     page.wait_for_url("**/dataset/*/change/")
 
     page.goto(f"{base}/admin/audits/auditrun/add/")
     page.get_by_label("Model version:", exact=True).select_option(index=1)
     page.get_by_label("Dataset:", exact=True).select_option(index=1)
-    page.get_by_role("button", name="Start audit").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start audit").click()
     page.wait_for_url("**/auditrun/*/change/")
     run = AuditRun.objects.get()
     # The run page refreshes itself every 3 s until the worker has finished.
@@ -105,21 +112,26 @@ def test_a_committee_member_audits_a_model_triages_a_finding_and_signs_the_repor
     assert run.status == "succeeded", run.error
     shot("02-run-page")
 
-    page.get_by_role("link", name="Triage finding").first.click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Triage finding").first.click()
     page.get_by_label("Action:", exact=True).select_option("acknowledge")
     shot("03-triage")
-    page.get_by_role("button", name="Record the decision").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Record the decision").click()
     page.wait_for_url("**/finding/*/change/")
     assert Finding.objects.filter(run=run, review_status="acknowledged").count() == 1
 
     page.goto(f"{base}/admin/audits/auditrun/{run.pk}/change/")
-    page.get_by_role("button", name="Generate a report").click()
-    page.get_by_role("link", name="sign").first.click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Generate a report").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="sign").first.click()
     statement = "Reviewed by the AI committee on 2026-11-25; approved for a supervised pilot."
     page.get_by_label("Statement:", exact=True).fill(statement)
     page.get_by_label("I have read this report version and sign it as it is").check()
     shot("04-sign")
-    page.get_by_role("button", name="Sign").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign").click()
     page.wait_for_url("**/report/*/change/")
     shot("05-signed-report")
     report = Report.objects.get()
@@ -131,11 +143,13 @@ def test_a_committee_member_audits_a_model_triages_a_finding_and_signs_the_repor
     )
 
     page.goto(f"{base}/reports/{report.pk}/")
-    assert page.get_by_role("heading", name="Performance and fairness by group").is_visible()
+    page.get_by_role("heading", name="Performance and fairness by group").wait_for(state="visible")
     shot("06-report")
 
     page.goto(f"{base}/admin/governance/aimodel/")
-    page.get_by_role("link", name="Overview of Sepsis early warning").click()
-    assert page.get_by_role("heading", name="Versions and their lifecycle").is_visible()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Overview of Sepsis early warning").click()
+    # Waits for the page the click opens (is_visible alone would look at the page being left).
+    page.get_by_role("heading", name="Versions and their lifecycle").wait_for(state="visible")
     shot("07-model-page")
     assert len(list(shots.glob("*.png"))) >= 7
