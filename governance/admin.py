@@ -152,7 +152,22 @@ class AIModelAdmin(InventoryColumns, OrganizationScopedAdmin):
 
 
 def _transition_action(stage: str) -> Any:
-    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+    """An admin action that first shows what would change and asks for confirmation, then moves the versions."""
+
+    def action(
+        modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[ModelVersion]
+    ) -> HttpResponse | None:
+        if request.POST.get("confirmed") != "yes":
+            context = {
+                **modeladmin.admin_site.each_context(request),
+                "title": f"Move {queryset.count()} version(s) to {stage}?",
+                "versions": queryset.select_related("ai_model"),
+                "stage": stage,
+                "action": request.POST.get("action", ""),
+                "opts": modeladmin.model._meta,
+                "gated": stage in ModelVersion.GATED_STAGES,
+            }
+            return TemplateResponse(request, "admin/governance/confirm_transition.html", context)
         for version in queryset:
             try:
                 services.model_version_transition(model_version=version, to_stage=stage, actor=request.user)
@@ -160,6 +175,7 @@ def _transition_action(stage: str) -> Any:
                 modeladmin.message_user(request, f"{version}: {exc}", messages.ERROR)
             else:
                 modeladmin.message_user(request, f"{version} moved to {stage}", messages.SUCCESS)
+        return None
 
     action.__name__ = f"move_to_{stage}"
     return admin.action(description=f"Move selected versions to {stage}")(action)

@@ -114,12 +114,20 @@ def test_a_created_token_is_shown_once_and_only_its_hmac_is_kept(staff, team) ->
     assert token.prefix in listing and plaintext not in listing
 
 
-def test_the_lifecycle_actions_go_through_the_service(staff, team, model_version) -> None:
+def test_the_lifecycle_actions_ask_for_confirmation_and_go_through_the_service(staff, team, model_version) -> None:
+    asked = staff.post(
+        "/admin/governance/modelversion/",
+        {"action": "move_to_validation", "_selected_action": [model_version.pk]},
+    )
+    assert "Yes, move them to validation" in asked.content.decode()
+    model_version.refresh_from_db()
+    assert model_version.stage == ModelVersion.Stage.DRAFT
     staff.post(
         "/admin/governance/modelversion/",
         {
             "action": "move_to_validation",
             "_selected_action": [model_version.pk],
+            "confirmed": "yes",
         },
     )
     model_version.refresh_from_db()
@@ -129,6 +137,7 @@ def test_the_lifecycle_actions_go_through_the_service(staff, team, model_version
         {
             "action": "move_to_deployed",
             "_selected_action": [model_version.pk],
+            "confirmed": "yes",
         },
         follow=True,
     )
