@@ -16,10 +16,12 @@ from django.utils.html import format_html
 # Registers the monitoring admin (production stream, schedules, alerts).
 from audits import admin_monitoring  # noqa: F401
 from audits.models import AuditPolicy, AuditRun, Finding, FindingReview
+from audits.selectors import audit_run_progress
 from audits.services import audit_policy_update, audit_run_create
 from audits.services.triage import finding_triage
-from governance.admin import OrganizationScopedAdmin, form_page, limit_choices
-from governance.models import Dataset, ModelVersion
+from governance.admin import form_page, limit_choices
+from governance.admin_site import NOBODY, OrganizationScopedAdmin, ReadOnlyInline, may, require
+from governance.models import APPROVE_ROLES, OWNER_ROLES, WRITE_ROLES, Dataset, ModelVersion
 from governance.selectors import datasets_visible, model_versions_visible
 from governance.services import ServiceError
 from reports.services import report_generate_for_run
@@ -57,12 +59,8 @@ class AuditRunAdmin(OrganizationScopedAdmin):
     list_filter = ["status", "verdict", "organization", ("schedule", admin.EmptyFieldListFilter)]
     list_select_related = ["model_version__ai_model", "dataset", "reference_dataset", "schedule"]
     change_form_template = "admin/audits/auditrun/run_page.html"
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    # A run is started (add), never edited; re-running and reports need a writing role too.
+    change_roles = NOBODY
 
     def get_urls(self) -> list[Any]:
         return [
@@ -70,6 +68,11 @@ class AuditRunAdmin(OrganizationScopedAdmin):
                 "<int:run_id>/report/", self.admin_site.admin_view(self.generate_report), name="audits_auditrun_report"
             ),
             path("<int:run_id>/rerun/", self.admin_site.admin_view(self.rerun), name="audits_auditrun_rerun"),
+            path(
+                "<int:run_id>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="audits_auditrun_progress",
+            ),
             *super().get_urls(),
         ]
 
@@ -97,14 +100,30 @@ class AuditRunAdmin(OrganizationScopedAdmin):
             "reports": run.reports.all(),
             "findings": run.findings.all(),
             "data": {"result": run.result or {}},
+            "progress": audit_run_progress(run),
+            "can_write": may(request, WRITE_ROLES, run.organization_id),
+            "can_approve": may(request, APPROVE_ROLES, run.organization_id),
         }
         return TemplateResponse(request, self.change_form_template, context)
+
+    def progress_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        """The run's status block, polled by the run page (htmx) while the run is queued or running.
+
+        Once the run has finished, the page is told to reload itself (HX-Refresh) to show the results.
+        """
+        run = get_object_or_404(self.get_queryset(request).select_related("dataset", "reference_dataset"), pk=run_id)
+        context = {"run": run, "progress": audit_run_progress(run)}
+        response = TemplateResponse(request, "admin/audits/auditrun/_progress.html", context)
+        if run.is_finished and request.headers.get("HX-Request"):
+            response["HX-Refresh"] = "true"
+        return response
 
     def rerun(self, request: HttpRequest, run_id: int) -> HttpResponse:
         """A new run of the same version on the same data (POST only: the page asks for confirmation)."""
         run = get_object_or_404(self.get_queryset(request), pk=run_id)
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:audits_auditrun_change", args=[run.pk]))
+        require(request, WRITE_ROLES, run.organization_id, doing="Running an audit again")
         try:
             again = audit_run_create(
                 model_version=run.model_version,
@@ -122,6 +141,7 @@ class AuditRunAdmin(OrganizationScopedAdmin):
         run = get_object_or_404(self.get_queryset(request), pk=run_id)
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:audits_auditrun_change", args=[run.pk]))
+        require(request, WRITE_ROLES, run.organization_id, doing="Generating a report")
         try:
             report = report_generate_for_run(run=run, actor=request.user)
         except (ServiceError, PermissionDenied) as exc:
@@ -134,6 +154,9 @@ class AuditRunAdmin(OrganizationScopedAdmin):
 @admin.register(AuditPolicy)
 class AuditPolicyAdmin(OrganizationScopedAdmin):
     organization_path = "ai_model__organization"
+    # A policy comes with its model; owners, approvers and admins change it.
+    add_roles = NOBODY
+    change_roles = OWNER_ROLES
     list_display = [
         "ai_model",
         "min_group_size",
@@ -152,27 +175,27 @@ class AuditPolicyAdmin(OrganizationScopedAdmin):
         obj._state.adding = False
 
 
-class FindingReviewInline(admin.TabularInline):
+class FindingReviewInline(ReadOnlyInline):
     model = FindingReview
-    extra = 0
     readonly_fields = ("action", "from_status", "to_status", "justification", "reviewed_by", "reviewed_at")
     fields = readonly_fields
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class FindingTriageForm(forms.Form):
-    action = forms.ChoiceField(
-        choices=[
-            ("acknowledge", "Acknowledge: seen, being looked at"),
-            ("mitigate", "Mitigate: say what was done"),
-            ("accept_risk", "Accept the risk (approver): say why it is acceptable"),
-            ("reopen", "Reopen: say what changed"),
-        ]
-    )
+    CHOICES = [
+        ("acknowledge", "Acknowledge: seen, being looked at"),
+        ("mitigate", "Mitigate: say what was done"),
+        ("accept_risk", "Accept the risk (approver): say why it is acceptable"),
+        ("reopen", "Reopen: say what changed"),
+    ]
+    action = forms.ChoiceField(choices=CHOICES)
     justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}), required=False)
+
+    def __init__(self, *args: Any, may_accept_risk: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only an approver may accept a risk: the others are not offered it.
+        if not may_accept_risk:
+            self.fields["action"].choices = [c for c in self.CHOICES if c[0] != "accept_risk"]  # type: ignore[attr-defined]
 
 
 @admin.register(Finding)
@@ -184,12 +207,7 @@ class FindingAdmin(OrganizationScopedAdmin):
     # The review status changes only through triage, which records who, when and why.
     readonly_fields = [*(f.name for f in Finding._meta.fields), "triage_link"]
     inlines = [FindingReviewInline]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    add_roles = change_roles = NOBODY
 
     @admin.display(description="Triage")
     def triage_link(self, obj: Finding) -> str:
@@ -205,7 +223,10 @@ class FindingAdmin(OrganizationScopedAdmin):
 
     def triage_view(self, request: HttpRequest, finding_id: int) -> HttpResponse:
         finding = get_object_or_404(self.get_queryset(request).select_related("run__organization"), pk=finding_id)
-        form = FindingTriageForm(request.POST or None)
+        require(request, WRITE_ROLES, finding.run.organization_id, doing="Triaging a finding")
+        form = FindingTriageForm(
+            request.POST or None, may_accept_risk=may(request, APPROVE_ROLES, finding.run.organization_id)
+        )
         if request.method == "POST" and form.is_valid():
             try:
                 finding_triage(finding=finding, actor=request.user, **form.cleaned_data)

@@ -27,8 +27,9 @@ from audits.services.schedules import (
     audit_schedule_validate,
 )
 from audits.services.stream import prediction_batch_upload
-from governance.admin import OrganizationScopedAdmin, RecordAdmin, form_page, limit_choices
-from governance.models import ModelVersion
+from governance.admin import form_page, limit_choices
+from governance.admin_site import OrganizationScopedAdmin, RecordAdmin, may
+from governance.models import OWNER_ROLES, WRITE_ROLES, ModelVersion
 from governance.selectors import ai_models_visible, datasets_visible, model_versions_visible
 from governance.services import ServiceError
 
@@ -80,9 +81,7 @@ class PredictionBatchAdmin(RecordAdmin):
     list_filter = ["kind", "organization"]
     list_select_related = ["model_version__ai_model"]
     search_fields = ["sha256", "original_filename"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return True
+    add_roles = WRITE_ROLES
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         form = PredictionBatchUploadForm(request.POST or None, request.FILES or None, user=request.user)
@@ -129,6 +128,7 @@ class AuditScheduleForm(forms.ModelForm):
 @admin.register(AuditSchedule)
 class AuditScheduleAdmin(OrganizationScopedAdmin):
     form = AuditScheduleForm
+    add_roles = change_roles = OWNER_ROLES
     list_display = ["name", "ai_model", "cadence", "enabled", "next_run_at", "last_outcome", "overdue_since"]
     list_filter = ["enabled", "organization"]
     list_select_related = ["ai_model"]
@@ -169,7 +169,7 @@ class AuditScheduleAdmin(OrganizationScopedAdmin):
         # The service checks the cadence (cron fields, time zone); its refusal is shown, not a 500.
         try:
             return view(request, *args)
-        except (ServiceError, PermissionDenied) as exc:
+        except ServiceError as exc:
             self.message_user(request, f"Not saved: {exc}", messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
 
@@ -197,12 +197,16 @@ class AlertAdmin(RecordAdmin):
     search_fields = ["title", "incident_key"]
     actions = ["resolve"]
 
-    @admin.action(description="Resolve the selected alerts (reviewed in the admin)")
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
+        return may(request, WRITE_ROLES)
+
+    @admin.action(description="Resolve the selected alerts (reviewed in the admin)", permissions=["resolve"])
     def resolve(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         resolved = sum(
             alert_resolve(
                 alert=alert, resolution=f"reviewed and resolved in the admin by {request.user}", actor=request.user
             )
             for alert in queryset.filter(resolved_at__isnull=True)
+            if may(request, WRITE_ROLES, alert.organization_id)
         )
         self.message_user(request, f"{resolved} alert(s) resolved")

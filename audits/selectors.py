@@ -78,6 +78,22 @@ def audit_run_verdict(run: AuditRun) -> dict[str, Any]:
     return answer
 
 
+def audit_run_progress(run: AuditRun) -> dict[str, Any]:
+    """How far a run has got, for its page: the step, rows read of how many, and for how long it has been at it."""
+    from django.utils import timezone
+
+    totals = {"reading the reference": run.reference_dataset, "reading the data": run.dataset}
+    source = totals.get(run.progress) if run.status == AuditRun.Status.RUNNING else None
+    total = source.row_count if source is not None else None
+    progress: dict[str, Any] = {"step": run.progress, "rows": run.rows_read, "total": total, "percent": None}
+    if total:
+        progress["percent"] = min(100, round(100 * run.rows_read / total))
+    if not run.is_finished:
+        since = run.started_at if run.status == AuditRun.Status.RUNNING and run.started_at else run.created_at
+        progress["waited_seconds"] = round((timezone.now() - since).total_seconds())
+    return progress
+
+
 def findings_visible(user: Any, *, token: ApiToken | None = None) -> QuerySet[Finding]:
     return Finding.objects.filter(run__organization__in=organizations_visible(user, token=token)).select_related(
         "run", "run__organization"

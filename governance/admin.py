@@ -8,8 +8,9 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -18,7 +19,17 @@ from audits.engines.errors import TableError
 from audits.engines.roles_text import parse_protected, split_names
 from governance import services
 from governance.admin_inventory import InventoryColumns
+from governance.admin_site import (
+    NOBODY,
+    OrganizationScopedAdmin,
+    RecordAdmin,
+    may,
+    organizations_where,
+)
 from governance.models import (
+    ADMIN_ROLES,
+    ALL_ROLES,
+    APPROVE_ROLES,
     AIModel,
     ApiToken,
     Dataset,
@@ -30,38 +41,8 @@ from governance.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from governance.selectors import organizations_visible
+from governance.selectors import api_tokens_visible
 from governance.webhooks import webhook_endpoint_create
-
-
-class OrganizationScopedAdmin(admin.ModelAdmin):
-    """Staff see only the objects of organizations they belong to; superusers see all."""
-
-    organization_path = "organization"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(**{f"{self.organization_path}__in": organizations_visible(request.user)})
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.related_model is Organization and not request.user.is_superuser:
-            kwargs["queryset"] = organizations_visible(request.user)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
-class RecordAdmin(OrganizationScopedAdmin):
-    """A record that is written by the services only: its admin page is read-only."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.method in ("GET", "HEAD")
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def form_page(
@@ -78,21 +59,55 @@ def form_page(
     return TemplateResponse(request, "admin/governance/form_page.html", context)
 
 
+class MembershipForm(forms.ModelForm):
+    # A username rather than a list of every account: an admin of one hospital does not browse the others' staff.
+    user = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True),
+        to_field_name="username",
+        widget=forms.TextInput(attrs={"size": 24}),
+        help_text="Username of an existing account",
+        error_messages={"invalid_choice": "No active account has that username."},
+    )
+
+    class Meta:
+        model = Membership
+        fields = ["user", "role"]
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    form = MembershipForm
     extra = 1
-    autocomplete_fields = ["user"]
+
+    # Django asks without an organization too (to build the rows' queryset, which it then filters by organization).
+    def _admin_here(self, request: HttpRequest, obj: Organization | None) -> bool:
+        return may(request, ADMIN_ROLES, None if obj is None else obj.pk)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may(request, ALL_ROLES, None if obj is None else obj.pk)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._admin_here(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._admin_here(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._admin_here(request, obj)
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(OrganizationScopedAdmin):
+    organization_path = ""
+    change_roles = ADMIN_ROLES
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
-        return organizations_visible(request.user)
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A new organization is a new tenant: set up by the service's operators.
+        return bool(request.user.is_superuser)
 
     def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
         if change:
@@ -108,6 +123,40 @@ class OrganizationAdmin(admin.ModelAdmin):
             created = services.organization_create(name=obj.name, slug=obj.slug, creator=request.user)
             obj.pk = created.pk
             obj._state.adding = False
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        # Memberships change through the service, which records each change and keeps the last admin.
+        organization = form.instance
+        # What Django's change message lists: the memberships added, changed and removed.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline_form in formset.forms:
+            membership = inline_form.instance
+            if inline_form in formset.deleted_forms:
+                if membership.pk:
+                    services.membership_remove(membership=membership, actor=request.user)
+                    formset.deleted_objects.append(membership)
+                continue
+            if not inline_form.has_changed():
+                continue
+            saved = services.membership_set(
+                organization=organization,
+                user=inline_form.cleaned_data["user"],
+                role=inline_form.cleaned_data["role"],
+                actor=request.user,
+            )
+            if membership.pk:
+                formset.changed_objects.append((saved, inline_form.changed_data))
+            else:
+                formset.new_objects.append(saved)
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except services.ServiceError as exc:
+            self.message_user(request, f"Not saved: {exc}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -129,7 +178,6 @@ class AIModelAdmin(InventoryColumns, OrganizationScopedAdmin):
     list_filter = [*InventoryColumns.inventory_filters, "status", "decision_role"]
     search_fields = ["name", "slug", "intended_use"]
     prepopulated_fields = {"slug": ["name"]}
-    autocomplete_fields = ["owner"]
     inlines = [ModelVersionInline]
 
     def save_model(self, request: HttpRequest, obj: AIModel, form: Any, change: bool) -> None:
@@ -178,7 +226,9 @@ def _transition_action(stage: str) -> Any:
         return None
 
     action.__name__ = f"move_to_{stage}"
-    return admin.action(description=f"Move selected versions to {stage}")(action)
+    # Approvers alone see the actions into gated stages; the service checks the role per version too.
+    permission = "approve" if stage in ModelVersion.GATED_STAGES else "change"
+    return admin.action(description=f"Move selected versions to {stage}", permissions=[permission])(action)
 
 
 @admin.register(ModelVersion)
@@ -193,7 +243,10 @@ class ModelVersionAdmin(OrganizationScopedAdmin):
         *(_transition_action(stage) for stage in ModelVersion.Stage.values if stage != "draft"),
     ]
 
-    @admin.action(description="Start an audit of the selected version")
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return may(request, APPROVE_ROLES)
+
+    @admin.action(description="Start an audit of the selected version", permissions=["change"])
     def start_audit(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to audit", messages.WARNING)
@@ -256,9 +309,8 @@ class DatasetUploadForm(forms.Form):
     )
     alternative_outcome = forms.CharField(required=False, help_text="Column with a direct measure of need")
 
-    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, organizations: QuerySet[Organization], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        organizations = organizations_visible(user)
         limit_choices(self, "organization", organizations)
         limit_choices(self, "ai_model", AIModel.objects.filter(organization__in=organizations))
 
@@ -277,6 +329,8 @@ class DatasetUploadForm(forms.Form):
 
 @admin.register(Dataset)
 class DatasetAdmin(OrganizationScopedAdmin):
+    # Frozen after upload: the change page is a read-only view.
+    change_roles = NOBODY
     list_display = ["name", "organization", "kind", "row_count", "original_format", "created_at", "short_sha256"]
     list_filter = ["organization", "kind"]
     search_fields = ["name", "sha256"]
@@ -288,15 +342,10 @@ class DatasetAdmin(OrganizationScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Dataset | None = None) -> Any:
         return [f.name for f in Dataset._meta.fields]
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Frozen after upload: the change page is a read-only view.
-        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
-        form = DatasetUploadForm(request.POST or None, request.FILES or None, user=request.user)
+        form = DatasetUploadForm(
+            request.POST or None, request.FILES or None, organizations=organizations_where(request, self.add_roles)
+        )
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
@@ -338,14 +387,28 @@ class ApiTokenAdmin(OrganizationScopedAdmin):
     form = ApiTokenForm
     list_display = ["name", "prefix", "organization", "user", "scope", "expires_at", "last_used_at", "revoked_at"]
     list_filter = ["organization", "scope"]
-    autocomplete_fields = ["user"]
     actions = ["revoke"]
+    # Any member may hold tokens of their own; an organization's admins manage everyone's.
+    add_roles = ALL_ROLES
+    change_roles = NOBODY
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        return api_tokens_visible(request.user)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"user": request.user.pk}
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "user" and not request.user.is_superuser:
+            administered = organizations_where(request, ADMIN_ROLES)
+            field.queryset = field.queryset.filter(
+                Q(pk=request.user.pk) | Q(memberships__organization__in=administered)
+            ).distinct()
+        return field
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return may(request, ALL_ROLES)
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
         days = form.cleaned_data.get("expires_in_days")
@@ -363,7 +426,7 @@ class ApiTokenAdmin(OrganizationScopedAdmin):
             request, f"Token created. Copy it now, it will not be shown again: {plaintext}", messages.WARNING
         )
 
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(description="Revoke selected tokens", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for token in queryset:
             services.api_token_revoke(token=token, actor=request.user)
@@ -397,11 +460,6 @@ class GovernanceEventAdmin(RecordAdmin):
         return json.dumps(obj.after, indent=2, sort_keys=True) if obj.after is not None else "—"
 
 
-admin.site.site_header = "Clinical AI governance"
-admin.site.site_title = "Clinical AI governance"
-admin.site.index_title = "Registry, audits and reports"
-
-
 class WebhookEndpointForm(forms.ModelForm):
     events = forms.MultipleChoiceField(
         choices=WebhookEndpoint.Event.choices,
@@ -417,6 +475,8 @@ class WebhookEndpointForm(forms.ModelForm):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(OrganizationScopedAdmin):
+    # Where the organization's news goes is for its admins to decide.
+    view_roles = add_roles = change_roles = delete_roles = ADMIN_ROLES
     form = WebhookEndpointForm
     list_display = ["url", "organization", "events", "active", "created_at"]
     list_filter = ["organization", "active"]
@@ -446,6 +506,7 @@ class WebhookAttemptInline(admin.TabularInline):
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(RecordAdmin):
     organization_path = "endpoint__organization"
+    view_roles = ADMIN_ROLES
     list_display = ["event", "endpoint", "state", "attempts", "last_response_code", "created_at", "delivered_at"]
     list_filter = ["state", "event"]
     readonly_fields = [

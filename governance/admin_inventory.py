@@ -14,6 +14,9 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from governance.admin_site import may
+from governance.models import APPROVE_ROLES, WRITE_ROLES
+
 
 def inventory_queryset(queryset: QuerySet[Any]) -> QuerySet[Any]:
     """The models with the inventory's figures as annotations."""
@@ -131,6 +134,8 @@ class InventoryColumns:
         context = {
             **self.admin_site.each_context(request),  # type: ignore[attr-defined]
             **model_overview_context(ai_model),
+            "can_write": may(request, WRITE_ROLES, ai_model.organization_id),
+            "can_approve": may(request, APPROVE_ROLES, ai_model.organization_id),
             "title": ai_model.name,
             "opts": ai_model._meta,
         }

@@ -150,6 +150,24 @@ def demo_admin(*, username: str = "admin") -> tuple[Any, str]:
     return user, password
 
 
+DEMO_MEMBERS = (("committee-chair", Role.APPROVER), ("ward-nurse", Role.VIEWER))
+
+
+def demo_members(*, organization: Organization, actor: Any) -> list[tuple[str, str, str]]:
+    """Two committee members besides the superuser, to try the roles: (username, role, fresh password)."""
+    user_model = get_user_model()
+    members = []
+    for username, role in DEMO_MEMBERS:
+        user, _ = user_model.objects.get_or_create(username=username, defaults={"email": f"{username}@example.org"})
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.save()
+        if not Membership.objects.filter(user=user, organization=organization, role=role).exists():
+            services.membership_set(organization=organization, user=user, role=role, actor=actor)
+        members.append((username, str(role.label), password))
+    return members
+
+
 def demo_token(*, organization: Organization, user: Any) -> str:
     """A new write-scoped API token for the demo admin; earlier demo tokens are revoked."""
     for token in ApiToken.objects.filter(organization=organization, user=user, name="demo", revoked_at__isnull=True):

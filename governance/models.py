@@ -46,10 +46,14 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+ALL_ROLES = frozenset(Role)
 # Roles that may register models, upload data and start audits.
 WRITE_ROLES = frozenset({Role.AUDITOR, Role.MODEL_OWNER, Role.APPROVER, Role.ADMIN})
 # Roles that may move a version into approved, deployed or retired.
 APPROVE_ROLES = frozenset({Role.APPROVER, Role.ADMIN})
+# Roles that may set what a model is audited against and when: its policy and its schedules.
+OWNER_ROLES = frozenset({Role.MODEL_OWNER, Role.APPROVER, Role.ADMIN})
+ADMIN_ROLES = frozenset({Role.ADMIN})
 
 
 class Membership(models.Model):

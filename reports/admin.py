@@ -11,22 +11,19 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from governance.admin import OrganizationScopedAdmin, RecordAdmin, form_page
+from governance.admin import form_page
+from governance.admin_site import NOBODY, OrganizationScopedAdmin, ReadOnlyInline, RecordAdmin, may, require
+from governance.models import APPROVE_ROLES, WRITE_ROLES
 from governance.selectors import ai_models_visible
 from governance.services import ServiceError
 from reports.models import Report, SignOff, SourceAttribute
 from reports.services import hti1_profile, report_sign, source_attribute_record
 
 
-class SignOffInline(admin.TabularInline):
+class SignOffInline(ReadOnlyInline):
     model = SignOff
-    extra = 0
     readonly_fields = ("signed_by", "role", "statement", "report_sha256", "signed_at")
     fields = readonly_fields
-    can_delete = False
-
-    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
 
 
 class SignForm(forms.Form):
@@ -50,6 +47,7 @@ class ReportAdmin(RecordAdmin):
     def sign_view(self, request: HttpRequest, report_id: int) -> HttpResponse:
         """Sign a report version (approver or admin), bound to its sha256, after an explicit confirmation."""
         report = get_object_or_404(self.get_queryset(request), pk=report_id)
+        require(request, APPROVE_ROLES, report.organization_id, doing="Signing a report")
         form = SignForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -131,9 +129,7 @@ class SourceAttributeAdmin(OrganizationScopedAdmin):
     """The HTI-1 page of each model: the list is of models with their completeness; each opens a form."""
 
     organization_path = "ai_model__organization"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    add_roles = NOBODY
 
     def get_urls(self) -> list[Any]:
         return [
@@ -159,7 +155,12 @@ class SourceAttributeAdmin(OrganizationScopedAdmin):
     def profile_view(self, request: HttpRequest, model_id: int) -> HttpResponse:
         ai_model = get_object_or_404(ai_models_visible(request.user), pk=model_id)
         profile = hti1_profile(ai_model)
+        can_write = may(request, WRITE_ROLES, ai_model.organization_id)
         form = Hti1ProfileForm(request.POST or None, profile=profile)
+        for field in form.fields.values():
+            field.disabled = not can_write
+        if request.method == "POST":
+            require(request, WRITE_ROLES, ai_model.organization_id, doing="Recording HTI-1 source attributes")
         if request.method == "POST" and form.is_valid():
             changed = 0
             try:
@@ -184,6 +185,7 @@ class SourceAttributeAdmin(OrganizationScopedAdmin):
             "ai_model": ai_model,
             "profile": profile,
             "form": form,
+            "can_write": can_write,
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/reports/hti1_profile.html", context)

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from audits.services.stream import prediction_batch_upload
 from governance import services
 from governance.models import ModelVersion, Organization, Role
-from tests.data import CLINICAL_ROLES, OUTCOME_ROLES, STREAM_ROLES, clinical_frame, production_frames  # noqa: F401
+from tests.data import CLINICAL_ROLES, OUTCOME_ROLES, STREAM_ROLES, clinical_frame, production_frames
 from tests.factories import AIModelFactory, MembershipFactory, ModelVersionFactory, OrganizationFactory, UserFactory
 
 
@@ -226,3 +226,20 @@ def stream_upload(
             column_roles=roles,
             actor=team.owner,
         )
+
+
+@pytest.fixture
+def finished_run(team, model_version, media_root) -> Any:
+    """A succeeded audit with a drift reference, findings, and a group too small to publish (8 patients)."""
+    from audits.models import AuditRun
+    from audits.services import audit_run_create, audit_run_execute
+
+    frame = clinical_frame(1500, seed=4)
+    frame.loc[frame.index[:8], "race"] = "Pacific Islander"
+    current = upload_frame(team, frame, name="current")
+    reference = upload_frame(team, clinical_frame(1500, seed=5), name="reference", kind="reference")
+    run = audit_run_create(model_version=model_version, dataset=current, reference_dataset=reference, actor=team.owner)
+    audit_run_execute(run_id=run.pk, worker="w")
+    run.refresh_from_db()
+    assert run.status == AuditRun.Status.SUCCEEDED, run.error
+    return run

@@ -106,10 +106,15 @@ def test_a_committee_member_audits_a_model_triages_a_finding_and_signs_the_repor
         page.get_by_role("button", name="Start audit").click()
     page.wait_for_url("**/auditrun/*/change/")
     run = AuditRun.objects.get()
-    # The run page refreshes itself every 3 s until the worker has finished.
+    # The status block follows the run in place (htmx polls it), and the page reloads once when it is done.
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if "/progress/" in request.url else None)
+    status_at_first = page.locator("#run-progress [role=status]").inner_text()
     page.get_by_text("Verdict:").wait_for(timeout=180_000)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
+    if status_at_first in ("Queued", "Running"):
+        assert polls, "the run page did not follow the run"
     shot("02-run-page")
 
     with page.expect_navigation():
@@ -153,3 +158,80 @@ def test_a_committee_member_audits_a_model_triages_a_finding_and_signs_the_repor
     page.get_by_role("heading", name="Versions and their lifecycle").wait_for(state="visible")
     shot("07-model-page")
     assert len(list(shots.glob("*.png"))) >= 7
+
+
+def _fits(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pages_work_by_keyboard_fit_a_laptop_and_print_without_the_controls(
+    live_server, browser_page, team, finished_run
+) -> None:
+    shots = ARTIFACTS / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    page, base = browser_page, live_server.url
+    page.set_viewport_size({"width": 1366, "height": 768})
+    ai_model = finished_run.model_version.ai_model
+
+    # The model owner signs in and triages a finding with the keyboard alone.
+    page.goto(f"{base}/admin/login/")
+    page.get_by_label("Username:", exact=True).focus()
+    page.keyboard.type("olivia")
+    page.keyboard.press("Tab")
+    page.keyboard.type("correct horse battery staple")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.goto(f"{base}/admin/audits/auditrun/{finished_run.pk}/change/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Skip to main content"
+    for _ in range(300):
+        page.keyboard.press("Tab")
+        label = page.evaluate("document.activeElement.getAttribute('aria-label') || ''")
+        if label.startswith("Triage finding"):
+            break
+    else:
+        pytest.fail("no triage link is reachable by keyboard")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid", "the focused link shows no outline"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.get_by_label("Action:", exact=True).focus()
+    page.keyboard.press("ArrowDown")  # acknowledge -> mitigate
+    page.keyboard.press("Tab")
+    page.keyboard.type("Threshold lowered for this group in 1.1.0")
+    page.keyboard.press("Tab")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_url("**/finding/*/change/")
+    assert finished_run.findings.filter(review_status="mitigated").count() == 1
+
+    # A viewer's pages fit a laptop screen, with nothing offered that a viewer may not do.
+    page.context.clear_cookies()
+    page.goto(f"{base}/admin/login/")
+    page.get_by_label("Username:", exact=True).fill("victor")
+    page.get_by_label("Password:", exact=True).fill("correct horse battery staple")
+    with page.expect_navigation():
+        page.get_by_label("Password:", exact=True).press("Enter")
+    pages = {
+        "08-viewer-inventory": "/admin/governance/aimodel/",
+        "09-viewer-model-page": f"/admin/governance/aimodel/{ai_model.pk}/overview/",
+        "10-viewer-run-page": f"/admin/audits/auditrun/{finished_run.pk}/change/",
+    }
+    for name, url in pages.items():
+        page.goto(f"{base}{url}")
+        assert _fits(page), f"{url} is wider than a 1366 px screen"
+        page.screenshot(path=str(shots / f"{name}.png"))
+    assert page.get_by_role("button", name="Run this audit again").count() == 0
+    assert page.get_by_role("link", name="Triage finding").count() == 0
+
+    # Printed, the run page keeps its content and drops the navigation and the buttons.
+    page.emulate_media(media="print")
+    hidden = page.evaluate(
+        "['#header', '#nav-sidebar', '.breadcrumbs a'].map(s => document.querySelector(s))"
+        ".filter(e => e).map(e => getComputedStyle(e).display)"
+    )
+    assert hidden[:2] == ["none", "none"]
+    assert page.get_by_role("heading", name="Findings").first.is_visible()
+    page.pdf(path=str(shots / "11-run-page-printed.pdf"), format="A4")
+    page.screenshot(path=str(shots / "11-run-page-printed.png"), full_page=True)

@@ -33,6 +33,7 @@ def test_rundemo_runs_the_audit_on_the_embedded_default_with_a_real_worker(tmp_p
     out = result.stdout
     assert "The demo is ready (sqlite3 database, broker filesystem)" in out
     assert "Login:        admin / " in out and "API token:    gov_" in out
+    assert "committee-chair / " in out and "(Approver)" in out and "ward-nurse / " in out and "(Viewer)" in out
     assert "Demo report:  http://127.0.0.1:8000/reports/1/" in out
     with sqlite3.connect(tmp_path / "var" / "governance.sqlite3") as db:
         status, attempt, worker = db.execute(

@@ -81,7 +81,7 @@ def audit_chunks(
     numeric_ranges: dict[str, tuple[float, float]] | None = None,
     identifiers: list[dict[str, Any]] | None = None,
     evidently_sample: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Audit a dataset given as chunks of rows; returns the result document and Evidently's snapshot.
 
@@ -92,6 +92,8 @@ def audit_chunks(
     3. Metrics, intervals, tests and verdicts are computed from the merged statistics.
     4. The policy turns breaches into findings, and the findings into a verdict.
     5. With an Evidently sample (reference, current), Evidently renders its interactive report.
+
+    `on_progress(step, rows)` hears of each chunk: the step under way and the rows it has read so far.
     """
     policy = policy or Policy()
     numerical: list[str] = []
@@ -119,8 +121,8 @@ def audit_chunks(
         for chunk in reference_chunks:
             reference_quality = reference_quality.merge(quality_statistics(chunk, hash_rows=False))
             reference_drift = reference_drift.merge(drift_of(chunk))
-        if on_progress:
-            on_progress("reference read")
+            if on_progress:
+                on_progress("reading the reference", reference_quality.rows)
     ranges = reference_ranges(reference_quality) if reference_quality else None
     fairness_stats = FairnessStatistics()
     quality_stats = QualityStatistics()
@@ -155,9 +157,11 @@ def audit_chunks(
         )
         if reference_drift is not None:
             drift_stats = drift_stats.merge(drift_of(chunk))
+        if on_progress:
+            on_progress("reading the data", quality_stats.rows)
 
     if on_progress:
-        on_progress("statistics gathered")
+        on_progress("computing metrics, intervals and tests", quality_stats.rows)
     fairness = fairness_report(fairness_stats, references=roles.references, policy=policy)
     label_choice = (
         label_choice_report(
@@ -190,6 +194,8 @@ def audit_chunks(
 
     snapshot = None
     if evidently_sample is not None and (numerical or categorical):
+        if on_progress:
+            on_progress("rendering Evidently's drift report", quality.rows)
         snapshot = drift_snapshot(*evidently_sample, numerical=numerical, categorical=categorical)
         if drift is not None:
             drift["evidently_report_rows"] = {

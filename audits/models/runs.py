@@ -81,6 +81,8 @@ class AuditRun(models.Model):
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     progress = models.CharField(max_length=200, blank=True)
+    # Rows of the current step read so far (the reference first, then the audited data), for the run page.
+    rows_read = models.PositiveBigIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

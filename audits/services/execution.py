@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +45,15 @@ def audit_run_execute(*, run_id: int, worker: str) -> None:
     run = AuditRun.objects.select_related("dataset", "reference_dataset", "model_version__ai_model").get(pk=run_id)
     logger.info("audit run %s: claimed by %s, attempt %s", run_id, worker, attempt)
 
-    def progress(step: str) -> None:
-        if not audit_run_renew_lease(run_id=run_id, attempt=attempt, progress=step):
+    last_step, last_at = [""], [0.0]
+
+    def progress(step: str, rows: int) -> None:
+        # A new step is written at once; rows read within a step at most once a second.
+        now = time.monotonic()
+        if step == last_step[0] and now - last_at[0] < 1.0:
+            return
+        last_step[0], last_at[0] = step, now
+        if not audit_run_renew_lease(run_id=run_id, attempt=attempt, progress=step, rows_read=rows):
             raise AuditInputError("the run was taken over by another worker after its lease lapsed")
 
     try:
@@ -91,7 +99,7 @@ def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
     if roles.score:
         with run.dataset.file.open("rb") as data_file:
             is_probability = score_is_probability(*parquet_min_max(data_file, roles.score))
-    progress("reading data")
+    progress("opening the data", 0)
     with ExitStack() as files:
         data_file = files.enter_context(run.dataset.file.open("rb"))
         reference_chunks = reference_schema = ranges = evidently_sample = None

@@ -100,18 +100,20 @@ def audit_run_claim(*, run_id: int, worker: str) -> int | None:
         attempt=F("attempt") + 1,
         worker=worker[:200],
         progress="claimed",
+        rows_read=0,
     )
     if claimed != 1:
         return None
     return AuditRun.objects.values_list("attempt", flat=True).get(pk=run_id)
 
 
-def audit_run_renew_lease(*, run_id: int, attempt: int, progress: str) -> bool:
-    """Extend the lease of a run this worker holds; False if it no longer holds it."""
+def audit_run_renew_lease(*, run_id: int, attempt: int, progress: str, rows_read: int = 0) -> bool:
+    """Extend the lease of a run this worker holds, noting how far it got; False if it no longer holds it."""
     return (
         AuditRun.objects.filter(pk=run_id, status=AuditRun.Status.RUNNING, attempt=attempt).update(
             lease_expires_at=timezone.now() + timedelta(seconds=settings.AUDIT_RUN_LEASE_SECONDS),
             progress=progress[:200],
+            rows_read=rows_read,
         )
         == 1
     )

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from audits.engines.errors import TableError
 from audits.models import AuditPolicy, AuditRun
-from governance.models import AIModel, Role
+from governance.models import OWNER_ROLES, AIModel
 from governance.services import ServiceError, event_record, require_role
 
 if TYPE_CHECKING:
@@ -36,9 +36,7 @@ def audit_policy_update(*, ai_model: AIModel, actor: Any, **fields: Any) -> Audi
     """Set a model's audit policy (created on first use), checked by the engine's rules, and record the change."""
     from audits.engines.policy import Policy
 
-    require_role(
-        actor, ai_model.organization, {Role.MODEL_OWNER, Role.APPROVER, Role.ADMIN}, doing="Changing an audit policy"
-    )
+    require_role(actor, ai_model.organization, OWNER_ROLES, doing="Changing an audit policy")
     policy, _ = AuditPolicy.objects.select_for_update().get_or_create(ai_model=ai_model)
     before = policy.as_dict()
     for name, value in fields.items():

@@ -16,7 +16,7 @@ from audits.models import Alert, AuditRun, AuditSchedule
 from audits.services.alerts import alert_raise, alerts_resolve_key
 from audits.services.lifecycle import audit_run_create
 from audits.services.stream import production_window_snapshot
-from governance.models import AIModel, Dataset, ModelVersion, Role
+from governance.models import OWNER_ROLES, AIModel, Dataset, ModelVersion
 from governance.services import ServiceError, SystemActor, event_record, require_role
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def _snapshot(schedule: AuditSchedule) -> dict[str, Any]:
 @transaction.atomic
 def audit_schedule_create(*, ai_model: AIModel, actor: Any, start_now: bool = False, **fields: Any) -> AuditSchedule:
     """Schedule audits of a model's production stream; first due now (start_now) or at the next due time."""
-    require_role(actor, ai_model.organization, {Role.MODEL_OWNER, Role.APPROVER, Role.ADMIN}, doing="Scheduling audits")
+    require_role(actor, ai_model.organization, OWNER_ROLES, doing="Scheduling audits")
     unknown = set(fields) - set(SCHEDULE_FIELDS)
     if unknown:
         raise ServiceError(f"unknown schedule fields: {', '.join(sorted(unknown))}")
@@ -152,7 +152,7 @@ def audit_schedule_update(*, schedule: AuditSchedule, actor: Any, **fields: Any)
     require_role(
         actor,
         schedule.ai_model.organization,
-        {Role.MODEL_OWNER, Role.APPROVER, Role.ADMIN},
+        OWNER_ROLES,
         doing="Changing a schedule",
     )
     schedule = AuditSchedule.objects.select_for_update().get(pk=schedule.pk)

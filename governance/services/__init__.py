@@ -5,6 +5,7 @@ from governance.services.datasets import dataset_upload
 from governance.services.registry import (
     AI_MODEL_FIELDS,
     ai_model_create,
+    membership_remove,
     membership_set,
     model_version_create,
     model_version_register,
@@ -24,6 +25,7 @@ __all__ = [
     "api_token_revoke",
     "dataset_upload",
     "event_record",
+    "membership_remove",
     "membership_set",
     "model_version_create",
     "model_version_register",

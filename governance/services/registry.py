@@ -45,6 +45,8 @@ def membership_set(*, organization: Organization, user: Any, role: str, actor: A
         user=user, organization=organization, defaults={"role": role}
     )
     before = None if created else {"role": membership.role}
+    if not created and membership.role == Role.ADMIN and role != Role.ADMIN:
+        _refuse_last_admin(membership, doing="change the role of")
     if not created and membership.role != role:
         membership.role = role
         membership.save(update_fields=["role"])
@@ -57,6 +59,33 @@ def membership_set(*, organization: Organization, user: Any, role: str, actor: A
         after={"user": user.get_username(), "role": role},
     )
     return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: Any) -> None:
+    """Take a user out of an organization; its last admin stays."""
+    organization = membership.organization
+    require_role(actor, organization, {Role.ADMIN}, doing="Changing memberships")
+    if membership.role == Role.ADMIN:
+        _refuse_last_admin(membership, doing="remove")
+    event_record(
+        organization=organization,
+        actor=actor,
+        action="membership.removed",
+        obj=membership,
+        before={"user": membership.user.get_username(), "role": membership.role},
+    )
+    membership.delete()
+
+
+def _refuse_last_admin(membership: Membership, *, doing: str) -> None:
+    # The admins are locked so that two admins cannot each demote the other at once.
+    admins = Membership.objects.select_for_update().filter(organization=membership.organization, role=Role.ADMIN)
+    if not [pk for pk in admins.values_list("pk", flat=True) if pk != membership.pk]:
+        raise ServiceError(
+            f"cannot {doing} the last admin of {membership.organization.slug}: give someone else the admin role first",
+            field="role",
+        )
 
 
 AI_MODEL_FIELDS = (

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from audits.models import AuditRun
-from governance.demo import demo_admin, demo_token, load_demo
+from governance.demo import demo_admin, demo_members, demo_token, load_demo
 from reports.models import Report
 from reports.services import report_generate_for_run
 
@@ -88,6 +88,7 @@ class Command(BaseCommand):
         self.stdout.write("Loading the demo (training the model on the reference period)...")
         demo = load_demo(actor=user)
         token = demo_token(organization=demo.organization, user=user)
+        members = demo_members(organization=demo.organization, actor=user)
         run = demo.run
         self.stdout.write(f"Audit run {run.pk} queued; a Celery worker is running it...")
         deadline = time.monotonic() + options["timeout"]
@@ -104,14 +105,15 @@ class Command(BaseCommand):
             run=run, actor=user
         )
         base = f"http://{options['addr']}"
+        others = "".join(f"                {name} / {secret}   ({role})\n" for name, role, secret in members)
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         self.stdout.write(
             self.style.SUCCESS(f"""
 The demo is ready ({database} database, broker {settings.CELERY_BROKER_URL.split("://")[0]}).
 
   Admin:        {base}/admin/
-  Login:        {user.get_username()} / {password}
-  Audit run:    {base}/admin/audits/auditrun/{run.pk}/change/
+  Login:        {user.get_username()} / {password}   (superuser)
+{others}  Audit run:    {base}/admin/audits/auditrun/{run.pk}/change/
   Demo report:  {base}/reports/{report.pk}/   (sha256 {report.sha256})
   Monitoring:   {base}/admin/audits/auditschedule/   (a weekly audit of the production stream; its first
                 run starts within a minute, then Mondays 06:00 New York time)
