@@ -19,8 +19,15 @@ from audits.models import AuditPolicy, AuditRun, Finding, FindingReview
 from audits.selectors import audit_run_progress
 from audits.services import audit_policy_update, audit_run_create
 from audits.services.triage import finding_triage
-from governance.admin import form_page, limit_choices
-from governance.admin_site import NOBODY, OrganizationScopedAdmin, ReadOnlyInline, may, require
+from governance.admin_site import (
+    NOBODY,
+    OrganizationScopedAdmin,
+    ReadOnlyInline,
+    form_page,
+    limit_choices,
+    may,
+    require,
+)
 from governance.models import APPROVE_ROLES, OWNER_ROLES, WRITE_ROLES, Dataset, ModelVersion
 from governance.selectors import datasets_visible, model_versions_visible
 from governance.services import ServiceError

@@ -27,8 +27,7 @@ from audits.services.schedules import (
     audit_schedule_validate,
 )
 from audits.services.stream import prediction_batch_upload
-from governance.admin import form_page, limit_choices
-from governance.admin_site import OrganizationScopedAdmin, RecordAdmin, may
+from governance.admin_site import OrganizationScopedAdmin, RecordAdmin, form_page, limit_choices, may
 from governance.models import OWNER_ROLES, WRITE_ROLES, ModelVersion
 from governance.selectors import ai_models_visible, datasets_visible, model_versions_visible
 from governance.services import ServiceError

@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
 from governance.models import (
     ALL_ROLES,
@@ -188,3 +189,24 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def form_page(
+    admin_view: admin.ModelAdmin, request: HttpRequest, form: forms.Form, *, title: str, submit_label: str
+) -> TemplateResponse:
+    """An admin page with one form whose submission calls a service (upload, start an audit)."""
+    context = {
+        **admin_view.admin_site.each_context(request),
+        "title": title,
+        "form": form,
+        "opts": admin_view.model._meta,
+        "submit_label": submit_label,
+    }
+    return TemplateResponse(request, "admin/governance/form_page.html", context)
+
+
+def limit_choices(form: forms.Form, field: str, queryset: QuerySet[Any]) -> None:
+    """Offer only what the user may see in a model choice field."""
+    choice_field = form.fields[field]
+    assert isinstance(choice_field, forms.ModelChoiceField)
+    choice_field.queryset = queryset

@@ -11,8 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from governance.admin import form_page
-from governance.admin_site import NOBODY, OrganizationScopedAdmin, ReadOnlyInline, RecordAdmin, may, require
+from governance.admin_site import NOBODY, OrganizationScopedAdmin, ReadOnlyInline, RecordAdmin, form_page, may, require
 from governance.models import APPROVE_ROLES, WRITE_ROLES
 from governance.selectors import ai_models_visible
 from governance.services import ServiceError

@@ -56,6 +56,7 @@ def test_a_viewer_reads_everything_of_their_organization_and_is_offered_no_chang
     # The model's page opens read-only: no save button, and a POST is refused.
     detail = client.get(f"/admin/governance/aimodel/{ai_model.pk}/change/")
     assert detail.status_code == 200 and not detail.context["has_change_permission"]
+    assert f">{finished_run.model_version.version}<" in detail.content.decode()  # its versions, listed below
     assert client.post(f"/admin/governance/aimodel/{ai_model.pk}/change/", {"name": "x"}).status_code == 403
 
     overview = client.get(f"/admin/governance/aimodel/{ai_model.pk}/overview/").content.decode()
