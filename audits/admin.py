@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -26,10 +27,10 @@ from governance.admin_site import (
     form_page,
     limit_choices,
     may,
+    organizations_where,
     require,
 )
-from governance.models import APPROVE_ROLES, OWNER_ROLES, WRITE_ROLES, Dataset, ModelVersion
-from governance.selectors import datasets_visible, model_versions_visible
+from governance.models import APPROVE_ROLES, OWNER_ROLES, WRITE_ROLES, Dataset, ModelVersion, Organization
 from governance.services import ServiceError
 from reports.services import report_generate_for_run
 
@@ -43,11 +44,12 @@ class StartAuditForm(forms.Form):
         help_text="The reference population for drift, usually the training data",
     )
 
-    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, organizations: QuerySet[Organization], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        limit_choices(self, "model_version", model_versions_visible(user))
-        limit_choices(self, "dataset", datasets_visible(user))
-        limit_choices(self, "reference_dataset", datasets_visible(user))
+        # What the requester may audit: the versions and data of organizations where they hold a writing role.
+        limit_choices(self, "model_version", ModelVersion.objects.filter(ai_model__organization__in=organizations))
+        limit_choices(self, "dataset", Dataset.objects.filter(organization__in=organizations))
+        limit_choices(self, "reference_dataset", Dataset.objects.filter(organization__in=organizations))
 
 
 @admin.register(AuditRun)
@@ -84,7 +86,13 @@ class AuditRunAdmin(OrganizationScopedAdmin):
         ]
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
-        form = StartAuditForm(request.POST or None, initial=request.GET.dict(), user=request.user)
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = StartAuditForm(
+            request.POST or None,
+            initial=request.GET.dict(),
+            organizations=organizations_where(request, self.add_roles),
+        )
         if request.method == "POST" and form.is_valid():
             try:
                 run = audit_run_create(actor=request.user, **form.cleaned_data)

@@ -27,8 +27,15 @@ from audits.services.schedules import (
     audit_schedule_validate,
 )
 from audits.services.stream import prediction_batch_upload
-from governance.admin_site import OrganizationScopedAdmin, RecordAdmin, form_page, limit_choices, may
-from governance.models import OWNER_ROLES, WRITE_ROLES, ModelVersion
+from governance.admin_site import (
+    OrganizationScopedAdmin,
+    RecordAdmin,
+    form_page,
+    limit_choices,
+    may,
+    organizations_where,
+)
+from governance.models import OWNER_ROLES, WRITE_ROLES, ModelVersion, Organization
 from governance.selectors import ai_models_visible, datasets_visible, model_versions_visible
 from governance.services import ServiceError
 
@@ -52,9 +59,9 @@ class PredictionBatchUploadForm(forms.Form):
     features = forms.CharField(required=False, help_text="Predictions: feature columns, comma-separated")
     categorical = forms.CharField(required=False, help_text="Features whose numbers are codes, comma-separated")
 
-    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, organizations: QuerySet[Organization], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        limit_choices(self, "model_version", model_versions_visible(user))
+        limit_choices(self, "model_version", ModelVersion.objects.filter(ai_model__organization__in=organizations))
 
     def column_roles(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -83,7 +90,11 @@ class PredictionBatchAdmin(RecordAdmin):
     add_roles = WRITE_ROLES
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
-        form = PredictionBatchUploadForm(request.POST or None, request.FILES or None, user=request.user)
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = PredictionBatchUploadForm(
+            request.POST or None, request.FILES or None, organizations=organizations_where(request, self.add_roles)
+        )
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:

@@ -88,6 +88,8 @@ class DatasetAdmin(OrganizationScopedAdmin):
         return [f.name for f in Dataset._meta.fields]
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         form = DatasetUploadForm(
             request.POST or None, request.FILES or None, organizations=organizations_where(request, self.add_roles)
         )

@@ -52,7 +52,10 @@ def test_a_viewer_reads_everything_of_their_organization_and_is_offered_no_chang
     inventory = client.get("/admin/governance/aimodel/")
     assert inventory.status_code == 200 and ai_model.name in inventory.content.decode()
     assert not inventory.context["has_add_permission"]
-    assert client.get("/admin/governance/aimodel/add/").status_code == 403
+    for page_of_a_writer in ("aimodel", "modelversion", "dataset"):
+        assert client.get(f"/admin/governance/{page_of_a_writer}/add/").status_code == 403
+    for page_of_a_writer in ("auditrun", "predictionbatch", "auditschedule"):
+        assert client.get(f"/admin/audits/{page_of_a_writer}/add/").status_code == 403
     # The model's page opens read-only: no save button, and a POST is refused.
     detail = client.get(f"/admin/governance/aimodel/{ai_model.pk}/change/")
     assert detail.status_code == 200 and not detail.context["has_change_permission"]
@@ -64,6 +67,11 @@ def test_a_viewer_reads_everything_of_their_organization_and_is_offered_no_chang
 
     run_page = client.get(f"/admin/audits/auditrun/{finished_run.pk}/change/").content.decode()
     assert "Verdict:" in run_page
+    # Evidently's interactive report opens from the run page for anyone who may read the run.
+    assert f'href="/api/v1/audits/{finished_run.pk}/drift-report/"' in run_page
+    drift_report = client.get(f"/api/v1/audits/{finished_run.pk}/drift-report/")
+    assert drift_report.status_code == 200 and b"root_metric" in b"".join(drift_report)
+    assert signed_in(team.outsider).get(f"/api/v1/audits/{finished_run.pk}/drift-report/").status_code == 404
     for offered in ("Run this audit again", "Generate a report", "/triage/", "/sign/"):
         assert offered not in run_page
 
@@ -147,6 +155,10 @@ def test_an_outsider_finds_nothing_of_another_organization(team, finished_run) -
     form = client.get("/admin/governance/aimodel/add/").context["adminform"].form
     assert list(form.fields["organization"].queryset) == [team.outsider_organization]
     assert list(form.fields["owner"].queryset) == [team.outsider]
+    form = client.get("/admin/audits/auditrun/add/").context["form"]
+    assert not form.fields["model_version"].queryset.exists() and not form.fields["dataset"].queryset.exists()
+    form = client.get("/admin/governance/dataset/add/").context["form"]
+    assert list(form.fields["organization"].queryset) == [team.outsider_organization]
 
 
 def test_roles_are_per_organization(team, finished_run) -> None:
