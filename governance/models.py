@@ -231,29 +231,70 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
 
+class AppendOnlyError(Exception):
+    """An attempt to change or remove a governance event."""
+
+
+class GovernanceEventQuerySet(models.QuerySet["GovernanceEvent"]):
+    """Events are appended, never updated or deleted in bulk (PostgreSQL's trigger refuses it too)."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError("governance events are append-only: they cannot be updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("governance events are append-only: they cannot be deleted")
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        raise AppendOnlyError("governance events are append-only: they cannot be updated")
+
+
 class GovernanceEvent(models.Model):
-    """One governance action: who did what to which object, with the state before and after."""
+    """One governance action: who did what to which object, with the state before and after.
+
+    The events of each organization form a hash chain (governance.audit_trail): every event stores
+    the hash of the one before it and a hash of its own content, so an event altered, removed or
+    slipped in later breaks the chain at that point. They are written only by `event_record`.
+    """
 
     organization = models.ForeignKey(
         Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
     )
+    # PROTECT: the people named in the trail are deactivated, never deleted.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # The actor's username as it was (or the system's name): what the hash covers.
+    actor_name = models.CharField(max_length=150, blank=True)
     action = models.CharField(max_length=60)
     object_type = models.CharField(max_length=60)
     object_id = models.CharField(max_length=60)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(db_index=True)
+    # The chain: the organization's id (0 for events of no organization), the place in it, the links.
+    chain = models.PositiveBigIntegerField(editable=False)
+    sequence = models.PositiveBigIntegerField(editable=False)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    objects = GovernanceEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["object_type", "object_id"])]
+        constraints = [models.UniqueConstraint(fields=["chain", "sequence"], name="one_event_per_place_in_chain")]
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}:{self.object_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError(f"governance event {self.pk} is append-only: it cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError(f"governance event {self.pk} is append-only: it cannot be deleted")
 
 
 class IdempotencyRecord(models.Model):

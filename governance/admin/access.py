@@ -96,7 +96,7 @@ class ApiTokenAdmin(OrganizationScopedAdmin):
 
 @admin.register(GovernanceEvent)
 class GovernanceEventAdmin(RecordAdmin):
-    list_display = ["created_at", "action", "object_type", "object_id", "actor", "organization", "request_id"]
+    list_display = ["created_at", "action", "object_type", "object_id", "actor_name", "organization", "sequence"]
     list_filter = ["action", "object_type", "organization"]
     search_fields = ["object_id", "request_id"]
     readonly_fields = [
@@ -109,6 +109,11 @@ class GovernanceEventAdmin(RecordAdmin):
         "pretty_before",
         "pretty_after",
         "request_id",
+        "actor_name",
+        "chain",
+        "sequence",
+        "prev_hash",
+        "hash",
     ]
     exclude = ["before", "after"]
 

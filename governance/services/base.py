@@ -58,12 +58,16 @@ def event_record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> GovernanceEvent:
-    """Record one governance action with the request it came from."""
+    """Record one governance action with the request it came from, appended to its organization's hash chain."""
+    from governance.audit_trail import event_append
+
+    actor_id = getattr(actor, "pk", None)
     if isinstance(actor, SystemActor):
         after = {**(after or {}), "by": actor.name}
-    return GovernanceEvent.objects.create(
+    return event_append(
         organization=organization,
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor_id=actor_id,
+        actor_name=actor.name if isinstance(actor, SystemActor) else (actor.get_username() if actor_id else ""),
         action=action,
         object_type=obj._meta.label_lower,
         object_id=str(obj.pk),
