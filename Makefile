@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 # Tests talk to real PostgreSQL and Redis on this machine unless told otherwise.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/governance
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+TEST_CACHE_URL ?= redis://127.0.0.1:6379/14
 
 .PHONY: run test install lint typecheck check-migrations bench bench-stream clean
 
@@ -23,7 +24,7 @@ run: install
 ## Run the whole test suite against PostgreSQL, Redis and a real Celery worker.
 test: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
-	SECRET_KEY=$${SECRET_KEY:-test-secret-key-not-for-production} $(PY) -m pytest $(PYTEST_ARGS)
+	CACHE_URL=$${CACHE_URL:-$(TEST_CACHE_URL)} SECRET_KEY=$${SECRET_KEY:-test-secret-key-not-for-production} $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -74,7 +74,22 @@ def organizations_where(request: HttpRequest, roles: Iterable[str]) -> QuerySet[
 
 
 class MemberAuthenticationForm(AdminAuthenticationForm):
-    """Members of an organization sign in to the admin without Django's staff flag."""
+    """Members of an organization sign in to the admin without Django's staff flag; password guessing is slowed."""
+
+    def clean(self) -> dict[str, Any]:
+        from governance.throttle import failure_record, seconds_blocked
+
+        wait = seconds_blocked(self.request, "sign-in") if self.request is not None else 0
+        if wait:
+            raise forms.ValidationError(
+                f"Too many failed sign-ins from this address. Try again in {wait} seconds.", code="throttled"
+            )
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            if self.request is not None:
+                failure_record(self.request, "sign-in")
+            raise
 
     def confirm_login_allowed(self, user: Any) -> None:
         if user.is_active and (user.is_staff or Membership.objects.filter(user=user).exists()):

@@ -9,6 +9,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from governance.services import api_token_authenticate
+from governance.throttle import failure_record, seconds_blocked
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -18,10 +19,15 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1").split()
         if not header or header[0].lower() not in self.keywords:
             return None
+        wait = seconds_blocked(request, "token")
+        if wait:
+            raise exceptions.Throttled(wait=wait, detail="too many failed token attempts from this address")
         if len(header) != 2:
+            failure_record(request, "token")
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
         token = api_token_authenticate(header[1])
         if token is None:
+            failure_record(request, "token")
             raise exceptions.AuthenticationFailed("the token is unknown, expired or revoked")
         return token.user, token
 

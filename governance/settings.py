@@ -189,6 +189,19 @@ SESSION_COOKIE_HTTPONLY = True
 if envbool("USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# The cache holds short-lived counters (failed sign-in and token attempts). Production shares one Redis
+# among its processes (CACHE_URL=redis://...); the embedded default keeps them in each process's memory.
+CACHE_URL = envstr("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+# Failed token or sign-in attempts from one client address: at most AUTH_FAILURE_LIMIT per
+# AUTH_FAILURE_WINDOW_SECONDS, after which every attempt from it gets 429 until the window ends.
+AUTH_FAILURE_LIMIT = envint("AUTH_FAILURE_LIMIT", 10)
+AUTH_FAILURE_WINDOW_SECONDS = envint("AUTH_FAILURE_WINDOW_SECONDS", 60)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "governance.authentication.ApiTokenAuthentication",
@@ -199,6 +212,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "governance.apis.exception_handler",
+    # Proxies in front of the service whose X-Forwarded-For is trusted for the client's address (0: none).
+    "NUM_PROXIES": envint("NUM_PROXIES", 0),
 }
 
 SPECTACULAR_SETTINGS = {

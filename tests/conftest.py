@@ -86,6 +86,10 @@ def test_settings(settings: Any) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # Each test starts with no failed sign-in or token attempts counted (the cache is Redis db 14).
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 def upload_frame(
