@@ -280,6 +280,8 @@ CELERY_BEAT_SCHEDULE = {
 # dispatched again (its message may have been lost).
 AUDIT_RUN_LEASE_SECONDS = envint("AUDIT_RUN_LEASE_SECONDS", 15 * 60)
 AUDIT_RUN_REDISPATCH_AFTER_SECONDS = envint("AUDIT_RUN_REDISPATCH_AFTER_SECONDS", 5 * 60)
+# A run whose lease lapsed this many times (workers lost, database gone mid-run) fails instead of looping.
+AUDIT_RUN_MAX_ATTEMPTS = envint("AUDIT_RUN_MAX_ATTEMPTS", 5)
 # Evidently's interactive drift report holds whole columns in memory: above this many rows
 # per dataset it is rendered from a seeded uniform sample (the verdicts never are).
 AUDIT_EVIDENTLY_REPORT_ROWS = envint("AUDIT_EVIDENTLY_REPORT_ROWS", 100_000)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from audits.engines.errors import TableError
@@ -36,7 +36,8 @@ def audit_run_execute(*, run_id: int, worker: str) -> None:
     1. Claim it; if another worker has it, return.
     2. Read the needed columns of its datasets and run the engines, renewing the lease between phases.
     3. Store the results in one transaction, only if this attempt still holds the run.
-    4. A failure the user can act on is stored as a readable error; anything else as an internal error.
+    4. A failure the user can act on is stored as a readable error; anything else as an internal error,
+       except the database going away: the run is then left to its lease and the sweeper, and runs again.
     """
     attempt = audit_run_claim(run_id=run_id, worker=worker)
     if attempt is None:
@@ -62,6 +63,11 @@ def audit_run_execute(*, run_id: int, worker: str) -> None:
         result, snapshot = _compute(run, progress)
         result = restrict_to_checks(result, run.checks)
         report_html = snapshot.get_html_str(as_iframe=False) if snapshot is not None else None
+    except (OperationalError, InterfaceError):
+        # The database went away (a restart, a failover): not the audit's fault, and nothing can be
+        # written now. The run keeps its lease until it lapses; the sweeper then queues it again.
+        logger.warning("audit run %s: database unavailable mid-run; left for the sweeper to retry", run_id)
+        raise
     except Exception as exc:
         _finish_failed(run, attempt, _readable_error(exc))
         if not isinstance(exc, AuditInputError):

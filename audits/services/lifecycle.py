@@ -122,14 +122,24 @@ def audit_run_renew_lease(*, run_id: int, attempt: int, progress: str, rows_read
 def audit_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Hand back runs whose lease lapsed and re-dispatch queued runs whose dispatch may be lost.
 
-    1. A running run past its lease goes back to queued (conditional UPDATE, so two sweeps agree).
+    1. A running run past its lease goes back to queued (conditional UPDATE, so two sweeps agree), unless
+       it has been interrupted AUDIT_RUN_MAX_ATTEMPTS times: it then fails, saying so, rather than loop.
     2. A queued run not dispatched within AUDIT_RUN_REDISPATCH_AFTER_SECONDS is dispatched again.
     """
+    from audits.services.execution import _finish_failed
+
     now = now or timezone.now()
     requeued = 0
-    for run_id in AuditRun.objects.filter(status=AuditRun.Status.RUNNING, lease_expires_at__lt=now).values_list(
-        "pk", flat=True
-    ):
+    lapsed = AuditRun.objects.filter(status=AuditRun.Status.RUNNING, lease_expires_at__lt=now)
+    given_up = 0
+    for run in lapsed.filter(attempt__gte=settings.AUDIT_RUN_MAX_ATTEMPTS):
+        given_up += 1
+        message = (
+            f"the run was interrupted {run.attempt} times (its worker was lost or the database was unavailable); "
+            "start it again once the service is healthy"
+        )
+        _finish_failed(run, run.attempt, message)
+    for run_id in lapsed.values_list("pk", flat=True):
         if AuditRun.objects.filter(pk=run_id, status=AuditRun.Status.RUNNING, lease_expires_at__lt=now).update(
             status=AuditRun.Status.QUEUED,
             lease_expires_at=None,
@@ -146,4 +156,4 @@ def audit_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:
         if AuditRun.objects.filter(lost, pk=run_id, status=AuditRun.Status.QUEUED).update(dispatched_at=now):
             audit_run_dispatch(run_id=run_id)
             redispatched += 1
-    return {"requeued": requeued, "redispatched": redispatched}
+    return {"requeued": requeued, "redispatched": redispatched, "given_up": given_up}

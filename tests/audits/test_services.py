@@ -76,15 +76,28 @@ def test_the_sweeper_hands_back_a_run_whose_lease_lapsed(run) -> None:
     )
     first = audit_runs_sweep()
     second = audit_runs_sweep()
-    assert first == {"requeued": 1, "redispatched": 1}
-    assert second == {"requeued": 0, "redispatched": 0}
+    assert first == {"requeued": 1, "redispatched": 1, "given_up": 0}
+    assert second == {"requeued": 0, "redispatched": 0, "given_up": 0}
     run.refresh_from_db()
     assert run.status == AuditRun.Status.QUEUED
     assert audit_run_claim(run_id=run.pk, worker="new-worker") == 2
 
 
+def test_a_run_interrupted_again_and_again_fails_saying_why_instead_of_looping(run, settings) -> None:
+    settings.AUDIT_RUN_MAX_ATTEMPTS = 3
+    for attempt in (1, 2, 3):
+        assert audit_run_claim(run_id=run.pk, worker=f"lost-{attempt}") == attempt
+        AuditRun.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+        counts = audit_runs_sweep()
+        assert counts["given_up"] == (1 if attempt == 3 else 0)
+    run.refresh_from_db()
+    assert run.status == AuditRun.Status.FAILED
+    assert run.error.startswith("the run was interrupted 3 times")
+    assert GovernanceEvent.objects.get(action="audit_run.failed", object_id=str(run.pk)).after["attempt"] == 3
+
+
 def test_the_sweeper_leaves_a_fresh_queued_run_alone(run) -> None:
-    assert audit_runs_sweep() == {"requeued": 0, "redispatched": 0}
+    assert audit_runs_sweep() == {"requeued": 0, "redispatched": 0, "given_up": 0}
 
 
 def test_an_attempt_that_lost_its_claim_cannot_store_results(run) -> None:
