@@ -33,3 +33,25 @@ class RequestIdMiddleware:
             _request_id.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+class RefuseNulMiddleware:
+    """A NUL character in the URL or its query can be stored nowhere (PostgreSQL text refuses it): 400, naming it.
+
+    Form and JSON fields are refused by Django's and DRF's own validators; this covers the path and the
+    query string, which the views pass to the database as filters.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from urllib.parse import unquote
+
+        if "\x00" in request.path or "\x00" in unquote(request.META.get("QUERY_STRING", "")):
+            from django.http import JsonResponse
+
+            return JsonResponse(
+                {"detail": "the URL contains a NUL (0x00) character, which no field can hold"}, status=400
+            )
+        return self.get_response(request)

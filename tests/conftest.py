@@ -4,6 +4,7 @@ from another organization, so that every API test can check authorization."""
 from __future__ import annotations
 
 import io
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,10 @@ from typing import Any
 import pandas as pd
 import pytest
 from django.utils import timezone
+
+# Property-based tests draw the same examples on every run (main stays green for the same code);
+# HYPOTHESIS_PROFILE=explore draws new ones, to look for what the fixed draws miss.
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from audits.services.stream import prediction_batch_upload
@@ -20,6 +25,10 @@ from governance import services
 from governance.models import ModelVersion, Organization, Role
 from tests.data import CLINICAL_ROLES, OUTCOME_ROLES, STREAM_ROLES, clinical_frame, production_frames
 from tests.factories import AIModelFactory, MembershipFactory, ModelVersionFactory, OrganizationFactory, UserFactory
+
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @dataclass

@@ -158,7 +158,7 @@ def _effective_policy(ai_model_id: int) -> dict[str, object]:
 class AuditPolicyApi(GovernanceApi):
     class AuditPolicyInput(serializers.Serializer):
         bounds = serializers.DictField(required=False, help_text="Overrides: {metric: {low, high, severity}}")
-        min_group_size = serializers.IntegerField(required=False, min_value=1)
+        min_group_size = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000_000)
         ci_rule = serializers.ChoiceField(AuditPolicy.CiRule.choices, required=False)
         correction = serializers.ChoiceField(AuditPolicy.Correction.choices, required=False)
         operating_point = serializers.FloatField(required=False, min_value=0, max_value=1)

@@ -191,8 +191,13 @@ def _calibration_slope(statistics: ScoreStatistics) -> tuple[float, tuple[float,
             break
     else:
         return None  # no convergence (complete separation)
-    covariance = np.linalg.inv(information)
-    standard_error = math.sqrt(covariance[1, 1])
+    try:
+        variance = float(np.linalg.inv(information)[1, 1])
+    except np.linalg.LinAlgError:
+        return None
+    if not (np.all(np.isfinite(beta)) and math.isfinite(variance) and variance > 0):
+        return None  # a fit at the edge of separation: the slope has no usable interval
+    standard_error = math.sqrt(variance)
     slope = float(beta[1])
     return slope, (slope - Z_95 * standard_error, slope + Z_95 * standard_error)
 

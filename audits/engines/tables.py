@@ -146,8 +146,44 @@ def read_table(stream: IO[bytes], *, filename: str = "") -> LoadedTable:
         source_format = "csv"
     if table.num_rows == 0:
         raise TableError("the file has a header but no rows")
+    table = _supported(table)
     columns = [{"name": f.name, "dtype": str(f.type)} for f in table.schema]
     return LoadedTable(table=table, source_format=source_format, columns=columns)
+
+
+def _supported(table: pa.Table) -> pa.Table:
+    """Columns of numbers, text, booleans, dates and times, as the engines read them.
+
+    Dictionary-encoded columns are decoded and a column of nothing but nulls becomes an empty float
+    column: the values stay what they were. Nested, binary and decimal columns are refused, naming them.
+    """
+    for index, column in enumerate(table.schema):
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            table = table.set_column(index, column.name, table.column(index).cast(kind.value_type))
+            kind = kind.value_type
+        if pa.types.is_null(kind):
+            table = table.set_column(index, column.name, table.column(index).cast(pa.float64()))
+            continue
+        if pa.types.is_decimal(kind):
+            raise TableError(
+                f"column {column.name!r} holds decimal values; store it as a floating-point or integer column",
+                column=column.name,
+            )
+        if not (
+            pa.types.is_integer(kind)
+            or pa.types.is_floating(kind)
+            or pa.types.is_boolean(kind)
+            or pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_temporal(kind)
+        ):
+            raise TableError(
+                f"column {column.name!r} holds {kind} values; columns must hold numbers, text, booleans, "
+                "dates or times",
+                column=column.name,
+            )
+    return table
 
 
 def _read_parquet(stream: IO[bytes]) -> pa.Table:
@@ -170,7 +206,12 @@ def _read_csv(stream: IO[bytes]) -> pa.Table:
         raise TableError(
             f"the file is not UTF-8 text (byte {exc.start} cannot be decoded); save it as UTF-8 CSV or upload Parquet"
         ) from None
-    header = next(csv.reader(io.StringIO(text)), [])
+    try:
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as exc:
+        raise TableError(
+            f"the header line could not be read ({exc}); column names may have at most {MAX_COLUMN_NAME} characters"
+        ) from None
     if not header or all(not h.strip() for h in header):
         raise TableError("the first line of the CSV must be a header with the column names")
     _refuse_duplicate_names(header)
@@ -189,9 +230,18 @@ def _read_csv(stream: IO[bytes]) -> pa.Table:
         raise TableError(f"a column mixes types and cannot be stored faithfully: {exc}") from None
 
 
+MAX_COLUMN_NAME = 200
+
+
 def _refuse_duplicate_names(names: list[str]) -> None:
+    """Column names must be unique, and short enough to show in a report (a long one is a sign of a broken file)."""
     seen: set[str] = set()
-    for name in names:
+    for position, name in enumerate(names, start=1):
+        if len(name) > MAX_COLUMN_NAME:
+            raise TableError(
+                f"column name {position} is {len(name):,} characters long; column names may have at most "
+                f"{MAX_COLUMN_NAME} (is the first line a header, with line breaks where rows end?)"
+            )
         if name in seen:
             raise TableError(f"column {name!r} appears twice in the header; column names must be unique", column=name)
         seen.add(name)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DataError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -33,6 +34,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response({"detail": str(exc), "field": exc.field}, status=exc.status)
     if isinstance(exc, DjangoPermissionDenied):
         return Response({"detail": str(exc) or "permission denied"}, status=status.HTTP_403_FORBIDDEN)
+    if isinstance(exc, DataError):
+        # A value the database cannot hold (a number out of range) that no validator caught: the caller's input.
+        return Response(
+            {"detail": "a value is out of the range its field can hold"}, status=status.HTTP_400_BAD_REQUEST
+        )
     return drf_exception_handler(exc, context)
 
 
