@@ -256,3 +256,34 @@ def finished_run(team, model_version, media_root) -> Any:
     run.refresh_from_db()
     assert run.status == AuditRun.Status.SUCCEEDED, run.error
     return run
+
+
+@pytest.fixture
+def api_objects(team, finished_run) -> dict[str, Any]:
+    """One of each kind of object the API addresses by id, in the team's organization: their ids."""
+    from audits.services.alerts import alert_raise
+    from audits.services.schedules import audit_schedule_create
+    from reports.services import report_generate_for_run
+
+    version = finished_run.model_version
+    stream_upload(team, version, days=3)
+    report = report_generate_for_run(run=finished_run, actor=team.owner)
+    schedule = audit_schedule_create(ai_model=version.ai_model, actor=team.owner, name="Weekly", cron="0 6 * * 1")
+    alert = alert_raise(
+        ai_model=version.ai_model, kind="run_failed", incident_key="tenancy", title="Run failed", details={}
+    )
+    token, _ = services.api_token_create(
+        organization=team.organization, user=team.owner, name="owner-ci", scope="ci", actor=team.owner
+    )
+    return {
+        "model_id": version.ai_model_id,
+        "version_id": version.pk,
+        "dataset_id": finished_run.dataset_id,
+        "run_id": finished_run.pk,
+        "report_id": report.pk,
+        "finding_id": finished_run.findings.first().pk,
+        "schedule_id": schedule.pk,
+        "alert_id": alert.pk,
+        "token_id": token.pk,
+        "key": "intervention_details",
+    }

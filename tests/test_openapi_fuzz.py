@@ -13,30 +13,18 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from reports.services import report_generate_for_run
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api_schema(team, finished_run) -> Iterator[object]:
+def api_schema(team, api_objects) -> Iterator[object]:
     from django.core.signals import request_finished, request_started
     from django.db import close_old_connections
 
     from governance.wsgi import application
 
-    report = report_generate_for_run(run=finished_run, actor=team.owner)
-    version = finished_run.model_version
-    ids = {
-        "model_id": version.ai_model_id,
-        "version_id": version.pk,
-        "dataset_id": finished_run.dataset_id,
-        "run_id": finished_run.pk,
-        "report_id": report.pk,
-        "finding_id": finished_run.findings.first().pk,
-        "key": "intervention_details",
-    }
     token = client_for(team.owner, team.organization)._credentials["HTTP_AUTHORIZATION"]
     # As Django's test client does: a request must not close the connection that holds the test's transaction.
     request_started.disconnect(close_old_connections)
@@ -46,7 +34,7 @@ def api_schema(team, finished_run) -> Iterator[object]:
             "/api/schema/?format=json", application, headers={"Authorization": token}
         )
         schema.token = token  # type: ignore[attr-defined]
-        schema.ids = ids  # type: ignore[attr-defined]
+        schema.ids = api_objects  # type: ignore[attr-defined]
         yield schema
     finally:
         request_started.connect(close_old_connections)

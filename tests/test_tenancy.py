@@ -18,18 +18,14 @@ import pytest
 from django.urls import URLPattern, get_resolver
 from django.utils import timezone
 
-from audits.services.alerts import alert_raise
-from audits.services.schedules import audit_schedule_create
 from governance.models import ApiToken, GovernanceEvent
-from governance.services import api_token_create, api_token_revoke
-from reports.services import report_generate_for_run
+from governance.services import api_token_revoke
 from tests.conftest import (
     CLINICAL_ROLES,
     OUTCOME_ROLES,
     client_for,
     clinical_frame,
     csv_upload,
-    stream_upload,
 )
 
 pytestmark = pytest.mark.django_db
@@ -50,32 +46,6 @@ def api_endpoints() -> list[tuple[str, str]]:
             view = inner.callback.view_class  # type: ignore[attr-defined]
             found += [(str(inner.pattern), m) for m in METHODS if hasattr(view, m)]
     return found
-
-
-@pytest.fixture
-def objects(team, finished_run) -> dict[str, Any]:
-    version = finished_run.model_version
-    stream_upload(team, version, days=3)
-    report = report_generate_for_run(run=finished_run, actor=team.owner)
-    schedule = audit_schedule_create(ai_model=version.ai_model, actor=team.owner, name="Weekly", cron="0 6 * * 1")
-    alert = alert_raise(
-        ai_model=version.ai_model, kind="run_failed", incident_key="tenancy", title="Run failed", details={}
-    )
-    token, _ = api_token_create(
-        organization=team.organization, user=team.owner, name="owner-ci", scope="ci", actor=team.owner
-    )
-    return {
-        "model_id": version.ai_model_id,
-        "version_id": version.pk,
-        "dataset_id": finished_run.dataset_id,
-        "run_id": finished_run.pk,
-        "report_id": report.pk,
-        "finding_id": finished_run.findings.first().pk,
-        "schedule_id": schedule.pk,
-        "alert_id": alert.pk,
-        "token_id": token.pk,
-        "key": "intervention_details",
-    }
 
 
 def bodies(objects: dict[str, Any]) -> dict[tuple[str, str], tuple[dict[str, Any], str]]:
@@ -123,7 +93,7 @@ def test_the_table_covers_the_api() -> None:
     assert len(routes) >= 38 and "audits/<int:run_id>/" in routes and "events/verify/" in routes
 
 
-def test_without_a_valid_token_every_endpoint_answers_401(team, objects) -> None:
+def test_without_a_valid_token_every_endpoint_answers_401(team, api_objects) -> None:
     from rest_framework.test import APIClient
 
     expired_client = client_for(team.owner, team.organization)
@@ -136,19 +106,19 @@ def test_without_a_valid_token_every_endpoint_answers_401(team, objects) -> None
     for route, method in api_endpoints():
         for name, client in callers.items():
             client.defaults["REMOTE_ADDR"] = f"10.0.{len(name)}.{hash(route) % 250}"  # stay under the guess limit
-            response = getattr(client, method)(path_of(route, objects), {}, format="json")
+            response = getattr(client, method)(path_of(route, api_objects), {}, format="json")
             assert response.status_code == 401, f"{name} {method.upper()} {route}: {response.status_code}"
 
 
-def test_an_outsider_gets_the_same_404_as_for_nothing_at_all(team, objects) -> None:
+def test_an_outsider_gets_the_same_404_as_for_nothing_at_all(team, api_objects) -> None:
     outsider = client_for(team.outsider, team.outsider_organization)
-    missing = dict.fromkeys(objects, MISSING) | {"key": objects["key"]}
+    missing = dict.fromkeys(api_objects, MISSING) | {"key": api_objects["key"]}
     events_before = GovernanceEvent.objects.filter(organization=team.organization).count()
     checked = 0
     for route, method in api_endpoints():
         if "<" not in route:
             continue
-        theirs = getattr(outsider, method)(path_of(route, objects), {}, format="json")
+        theirs = getattr(outsider, method)(path_of(route, api_objects), {}, format="json")
         nothing = getattr(outsider, method)(path_of(route, missing), {}, format="json")
         where = f"{method.upper()} {route}"
         assert theirs.status_code == 404, f"{where}: {theirs.status_code} {theirs.content[:200]!r}"
@@ -158,12 +128,12 @@ def test_an_outsider_gets_the_same_404_as_for_nothing_at_all(team, objects) -> N
     assert GovernanceEvent.objects.filter(organization=team.organization).count() == events_before
 
 
-def test_an_outsiders_lists_hold_nothing_of_another_organization(team, objects) -> None:
+def test_an_outsiders_lists_hold_nothing_of_another_organization(team, api_objects) -> None:
     outsider = client_for(team.outsider, team.outsider_organization)
     for route, method in api_endpoints():
         if "<" in route or method != "get":
             continue
-        body = outsider.get(path_of(route, objects)).content.decode()
+        body = outsider.get(path_of(route, api_objects)).content.decode()
         assert "st-elsewhere" not in body and "olivia" not in body, route
     # Creating in another organization is refused as if it did not exist.
     body = {"organization": "st-elsewhere", "name": "x", "slug": "x", "intended_use": "x"}
@@ -174,14 +144,14 @@ def test_an_outsiders_lists_hold_nothing_of_another_organization(team, objects) 
     )
 
 
-def test_a_teammate_with_too_low_a_role_reads_but_changes_nothing(team, objects) -> None:
+def test_a_teammate_with_too_low_a_role_reads_but_changes_nothing(team, api_objects) -> None:
     viewer = client_for(team.viewer, team.organization)
     events_before = GovernanceEvent.objects.count()
     wrong = []
-    valid = bodies(objects)
+    valid = bodies(api_objects)
     for route, method in api_endpoints():
         body, body_format = valid.get((route, method), ({}, "json"))
-        response = getattr(viewer, method)(path_of(route, objects), body, format=body_format)
+        response = getattr(viewer, method)(path_of(route, api_objects), body, format=body_format)
         if method == "get":
             expected = {200, 400}  # 400: a read that needs parameters (series)
         elif route == "tokens/<int:token_id>/":
@@ -194,7 +164,7 @@ def test_a_teammate_with_too_low_a_role_reads_but_changes_nothing(team, objects)
     assert GovernanceEvent.objects.count() == events_before
 
 
-def test_no_admin_page_shows_an_outsider_another_organizations_objects(team, objects) -> None:
+def test_no_admin_page_shows_an_outsider_another_organizations_objects(team, api_objects) -> None:
     from django.contrib import admin
     from django.test import Client
 
