@@ -56,6 +56,8 @@ class Services:
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "SECRET_KEY": "test-secret-key-not-for-production",
             "DEBUG": "1",
+            # Persistent connections, as in production: they must survive a database restart too.
+            "DB_CONN_MAX_AGE": "60",
             # Short lease and redelivery, so that the test need not wait 15 minutes for a lost worker.
             "AUDIT_RUN_LEASE_SECONDS": "6",
             "CELERY_VISIBILITY_TIMEOUT": "10",
