@@ -21,7 +21,7 @@ def run_audit(run_id: int) -> None:
     audit_run_execute(run_id=run_id, worker=f"{socket.gethostname()}:{run_audit.request.hostname or ''}")
 
 
-@shared_task(ignore_result=True, expires=55)
+@shared_task(ignore_result=True, expires=55, soft_time_limit=240, time_limit=300)
 def sweep_audit_runs() -> dict[str, int]:
     counts = audit_runs_sweep()
     counts["alert_notices_resent"] = alerts_sweep_unnotified()
@@ -30,7 +30,8 @@ def sweep_audit_runs() -> dict[str, int]:
 
 
 # Beat sends this every minute; a late copy is harmless (the claim is conditional) but useless, so it expires.
-@shared_task(ignore_result=True, expires=55)
+# Firing freezes each due schedule's window of the production stream: minutes for a large stream.
+@shared_task(ignore_result=True, expires=55, soft_time_limit=1800, time_limit=1900)
 def fire_due_schedules() -> dict[str, int]:
     counts = audit_schedules_fire()
     counts["overdue"] = audit_schedules_check_overdue()
@@ -44,6 +45,8 @@ def fire_due_schedules() -> dict[str, int]:
     autoretry_for=(smtplib.SMTPException, ConnectionError, TimeoutError),
     retry_backoff=30,
     max_retries=8,
+    soft_time_limit=120,
+    time_limit=180,
 )
 def notify_alerts(alert_ids: list[int]) -> None:
     alert_notify(alert_ids=alert_ids)

@@ -260,7 +260,15 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = "UTC"
+# Two queues: "audits" for the heavy audit runs, "celery" for the light tasks (sweeps, schedules, alerts,
+# webhooks, monthly reports), so that a long audit never holds up the rest. A worker consumes one or both
+# (`-Q audits`, `-Q celery`, `-Q audits,celery`); each takes one task at a time (prefetch 1).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"audits.tasks.run_audit": {"queue": "audits"}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A pool process that has grown past this (KiB) is replaced after its task: pandas and Arrow keep memory.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = envint("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 4_000_000)
+# The limits of an audit; the light tasks set shorter ones of their own.
 CELERY_TASK_SOFT_TIME_LIMIT = envint("AUDIT_SOFT_TIME_LIMIT", 3 * 3600)
 CELERY_TASK_TIME_LIMIT = envint("AUDIT_TIME_LIMIT", 3 * 3600 + 300)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

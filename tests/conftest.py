@@ -132,7 +132,13 @@ def live_worker(transactional_db: None) -> Iterator[Any]:
 
     app.control.purge()
     with start_worker(
-        app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=60
+        app,
+        pool="solo",
+        concurrency=1,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=60,
+        queues=["audits", "celery"],  # both queues, as the demo's one worker does
     ) as worker:
         yield worker
 

@@ -101,3 +101,7 @@ def test_the_compose_file_is_valid_and_runs_every_service_from_one_image() -> No
     }
     assert "celery" in services["worker"]["command"] and "worker" in services["worker"]["command"]
     assert services["worker"]["environment"]["CELERY_BROKER_URL"] == "redis://redis:6379/0"
+    # Heavy audits and light tasks are consumed by separate workers, so a long audit never delays a sweep.
+    commands = {name: services[name]["command"] for name in ("worker", "worker-light")}
+    queue_of = {name: command[command.index("-Q") + 1] for name, command in commands.items()}
+    assert queue_of == {"worker": "audits", "worker-light": "celery"}

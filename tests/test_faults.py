@@ -72,7 +72,17 @@ class Services:
         return process
 
     def worker(self, name: str, concurrency: int = 1) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "celery", "-A", "governance", "worker", "--pool=prefork"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "governance",
+            "worker",
+            "-Q",
+            "audits,celery",
+            "--pool=prefork",
+        ]
         command += [f"--concurrency={concurrency}", "-n", f"{name}@%h", "--loglevel=INFO", "--without-mingle"]
         return self._start(name, command)
 

@@ -65,7 +65,16 @@ class Command(BaseCommand):
         children = [
             # One worker process: with the embedded SQLite default, one writer at a time is what the file allows.
             subprocess.Popen(
-                [*celery, "worker", "--loglevel=INFO", "--concurrency=1", "-n", "demo-worker@%h"],
+                [
+                    *celery,
+                    "worker",
+                    "-Q",
+                    "audits,celery",
+                    "--loglevel=INFO",
+                    "--concurrency=1",
+                    "-n",
+                    "demo-worker@%h",
+                ],
                 preexec_fn=_die_with_parent,
             ),
             subprocess.Popen([*celery, "beat", "--loglevel=INFO"], preexec_fn=_die_with_parent),
