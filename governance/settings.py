@@ -166,6 +166,24 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+# S3-compatible object storage for datasets, batches and run artifacts: set S3_BUCKET (and S3_ENDPOINT_URL
+# for a store other than AWS, e.g. MinIO); credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+# or the host's role, as boto3 finds them. Every web and worker process must see the same bucket.
+S3_BUCKET = envstr("S3_BUCKET", "")
+if S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": envstr("S3_ENDPOINT_URL", "") or None,
+            "region_name": envstr("S3_REGION", "us-east-1"),
+            "location": envstr("S3_PREFIX", ""),
+            # Private objects, never overwritten (names are unique), read through signed URLs only.
+            "default_acl": None,
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_MANIFEST_STRICT = False
 

@@ -105,3 +105,30 @@ def test_the_compose_file_is_valid_and_runs_every_service_from_one_image() -> No
     commands = {name: services[name]["command"] for name in ("worker", "worker-light")}
     queue_of = {name: command[command.index("-Q") + 1] for name, command in commands.items()}
     assert queue_of == {"worker": "audits", "worker-light": "celery"}
+
+
+def test_the_cluster_profile_adds_a_second_audit_worker_and_object_storage() -> None:
+    env = {
+        **os.environ,
+        "SECRET_KEY": "compose-check",
+        "S3_BUCKET": "governance",
+        "S3_ENDPOINT_URL": "http://minio:9000",
+    }
+    result = subprocess.run(
+        ["docker-compose", "-f", "docker/compose.yml", "--profile", "cluster", "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {"worker-2", "minio", "minio-bucket"} <= set(services)
+    second = services["worker-2"]["command"]
+    assert second[second.index("-Q") + 1] == "audits"
+    for name in ("web", "worker", "worker-2", "worker-light", "beat"):
+        assert services[name]["environment"]["S3_BUCKET"] == "governance"
+        assert services[name]["environment"]["S3_ENDPOINT_URL"] == "http://minio:9000"
