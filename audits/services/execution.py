@@ -69,7 +69,7 @@ def audit_run_execute(*, run_id: int, worker: str) -> None:
         logger.warning("audit run %s: database unavailable mid-run; left for the sweeper to retry", run_id)
         raise
     except Exception as exc:
-        _finish_failed(run, attempt, _readable_error(exc))
+        audit_run_fail(run, attempt, _readable_error(exc))
         if not isinstance(exc, AuditInputError):
             logger.error("audit run %s failed with %s", run_id, type(exc).__name__)
         return
@@ -185,7 +185,8 @@ def _finish_succeeded(run: AuditRun, attempt: int, result: dict[str, Any], repor
     logger.info("audit run %s: succeeded", run.pk)
 
 
-def _finish_failed(run: AuditRun, attempt: int, error: str) -> None:
+def audit_run_fail(run: AuditRun, attempt: int, error: str) -> None:
+    """Mark the run failed with a readable error, if `attempt` still holds it; record, announce and alert."""
     with transaction.atomic():
         changed = AuditRun.objects.filter(pk=run.pk, status=AuditRun.Status.RUNNING, attempt=attempt).update(
             status=AuditRun.Status.FAILED,

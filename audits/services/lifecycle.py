@@ -126,7 +126,7 @@ def audit_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:
        it has been interrupted AUDIT_RUN_MAX_ATTEMPTS times: it then fails, saying so, rather than loop.
     2. A queued run not dispatched within AUDIT_RUN_REDISPATCH_AFTER_SECONDS is dispatched again.
     """
-    from audits.services.execution import _finish_failed
+    from audits.services.execution import audit_run_fail
 
     now = now or timezone.now()
     requeued = 0
@@ -138,7 +138,7 @@ def audit_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:
             f"the run was interrupted {run.attempt} times (its worker was lost or the database was unavailable); "
             "start it again once the service is healthy"
         )
-        _finish_failed(run, run.attempt, message)
+        audit_run_fail(run, run.attempt, message)
     for run_id in lapsed.values_list("pk", flat=True):
         if AuditRun.objects.filter(pk=run_id, status=AuditRun.Status.RUNNING, lease_expires_at__lt=now).update(
             status=AuditRun.Status.QUEUED,
