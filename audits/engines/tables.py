@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -218,16 +219,84 @@ def _read_csv(stream: IO[bytes]) -> pa.Table:
     blank = [i + 1 for i, h in enumerate(header) if not h.strip()]
     if blank:
         raise TableError(f"header column {blank[0]} has no name; every column needs a name")
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), low_memory=False, keep_default_na=False, na_values=list(CSV_MISSING_VALUES)
+    return _parse_csv(raw, header)
+
+
+# Arrow's reader infers a column's type from its first block; a value later that does not fit (a word in a
+# column of numbers) is met by reading that column as text and inferring again from all of it.
+_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error")
+_RAGGED_ROW = re.compile(r"Expected (\d+) columns, got (\d+)")
+
+
+def _parse_csv(raw: bytes, header: list[str]) -> pa.Table:
+    """The CSV as an Arrow table, typed as pandas' `read_csv` types it, with Arrow's multi-threaded reader.
+
+    Whole-column inference, as pandas does it: integers (floats when a value is missing), floats,
+    booleans, else text; dates and times stay text, as written. Every missing marker of
+    CSV_MISSING_VALUES is missing in any column. A row with more or fewer fields than the header is
+    refused; the error never quotes the row's content.
+    """
+    import pyarrow.csv as pacsv
+
+    as_text: dict[str, pa.DataType] = {}
+    for _ in range(len(header) + 2):
+        options = pacsv.ConvertOptions(
+            null_values=list(CSV_MISSING_VALUES), strings_can_be_null=True, column_types=as_text
         )
-    except pd.errors.ParserError as exc:
-        raise TableError(f"the CSV could not be parsed: {exc}") from None
-    try:
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise TableError(f"a column mixes types and cannot be stored faithfully: {exc}") from None
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO(raw),
+                read_options=pacsv.ReadOptions(block_size=16 << 20),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=options,
+            )
+        except pa.ArrowInvalid as exc:
+            message = str(exc)
+            conversion = _CONVERSION_ERROR.search(message)
+            if conversion and int(conversion.group(1)) < len(header):
+                as_text[header[int(conversion.group(1))]] = pa.string()
+                continue
+            ragged = _RAGGED_ROW.search(message)
+            if ragged:
+                raise TableError(
+                    f"the CSV could not be parsed: a row has {ragged.group(2)} fields where the header has "
+                    f"{ragged.group(1)} (a stray comma or an unclosed quote?)"
+                ) from None
+            raise TableError(f"the CSV could not be parsed: {message.split(':')[0]}") from None
+        temporal = [f.name for f in table.schema if pa.types.is_temporal(f.type) and f.name not in as_text]
+        if not temporal:
+            break
+        as_text.update(dict.fromkeys(temporal, pa.string()))
+    for index, column in enumerate(table.schema):
+        values = table.column(index)
+        if column.name in as_text:
+            values = _typed_like_pandas(values)
+        elif pa.types.is_integer(column.type) and values.null_count:
+            values = values.cast(pa.float64())  # pandas has no missing integers: it reads them as floats
+        elif pa.types.is_null(column.type):
+            values = values.cast(pa.float64())
+        table = table.set_column(index, column.name, values)
+    return table
+
+
+def _typed_like_pandas(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column read as text, given the type pandas would infer from all of its values."""
+    import pyarrow.compute as pc
+
+    present = pc.drop_null(values)
+    if len(present) == 0:
+        return values.cast(pa.float64())
+    for target in (pa.int64(), pa.float64()):
+        if target == pa.int64() and values.null_count:
+            continue
+        try:
+            return values.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    lowered = pc.utf8_lower(present)
+    if pc.all(pc.is_in(lowered, value_set=pa.array(["true", "false"]))).as_py():
+        return pc.equal(pc.utf8_lower(values), "true")
+    return values
 
 
 MAX_COLUMN_NAME = 200
