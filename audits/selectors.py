@@ -83,9 +83,13 @@ def audit_run_progress(run: AuditRun) -> dict[str, Any]:
     from django.utils import timezone
 
     totals = {"reading the reference": run.reference_dataset, "reading the data": run.dataset}
-    source = totals.get(run.progress) if run.status == AuditRun.Status.RUNNING else None
+    # A fanned-out run's step reads "reading the data: 3 of 10 partitions done".
+    source = totals.get(run.progress.split(":", 1)[0]) if run.status == AuditRun.Status.RUNNING else None
     total = source.row_count if source is not None else None
     progress: dict[str, Any] = {"step": run.progress, "rows": run.rows_read, "total": total, "percent": None}
+    if run.plan is not None:
+        # One row per task of the attempt: what each partition costs, where, and how many tries it took.
+        progress["tasks"] = list(run.tasks.filter(attempt=run.attempt).select_related("partition").order_by("pk"))
     if total:
         progress["percent"] = min(100, round(100 * run.rows_read / total))
     if not run.is_finished:

@@ -21,6 +21,14 @@ def run_audit(run_id: int) -> None:
     audit_run_execute(run_id=run_id, worker=f"{socket.gethostname()}:{run_audit.request.hostname or ''}")
 
 
+# One partition's statistics, or the merge, of a run fanned out over partitions: same guarantees.
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_audit_task(task_id: int) -> None:
+    from audits.services.partitions import audit_run_task_execute
+
+    audit_run_task_execute(task_id=task_id, worker=f"{socket.gethostname()}:{run_audit_task.request.hostname or ''}")
+
+
 @shared_task(ignore_result=True, expires=55, soft_time_limit=240, time_limit=300)
 def sweep_audit_runs() -> dict[str, int]:
     counts = audit_runs_sweep()

@@ -62,6 +62,19 @@ def data_files(data_dir: Path, rows: int) -> tuple[Path, Path]:
     return reference, current
 
 
+def machine_and_data(data_dir: Path, rows: int) -> tuple[Path, Path]:
+    """Print the machine and the date, and make (or reuse) the two cohorts of `rows` rows; their paths."""
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; "
+        f"python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    start = time.perf_counter()
+    reference, current = data_files(data_dir, rows)
+    print(f"data: {rows:,} rows per cohort, 50 features ({time.perf_counter() - start:.0f} s to prepare)")
+    return reference, current
+
+
 def run_ours(reference: Path, current: Path) -> dict[str, object]:
     import pyarrow.parquet as pq
 
@@ -189,15 +202,13 @@ def main() -> None:
         child(options.child, options.reference, options.current)
         return
 
-    print(
-        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; "
-        f"python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-    )
-    start = time.perf_counter()
-    reference, current = data_files(options.data_dir, options.rows)
-    print(f"data: {options.rows:,} rows per cohort, 50 features ({time.perf_counter() - start:.0f} s to prepare)")
+    reference, current = machine_and_data(options.data_dir, options.rows)
     peers = [] if options.peers == "none" else [p.strip() for p in options.peers.split(",") if p.strip()]
+    compare_contenders(peers, reference, current)
+
+
+def compare_contenders(peers: list[str], reference: Path, current: Path, label: str = "") -> dict[str, dict]:
+    """Ours and each peer on the same two files, each in a fresh process; prints times, memory and ratios."""
     results = {}
     for name in ["ours", *peers]:
         completed = subprocess.run(
@@ -211,15 +222,18 @@ def main() -> None:
             continue
         results[name] = json.loads(completed.stdout.strip().splitlines()[-1])
         extra = {k: v for k, v in results[name].items() if k not in ("seconds", "peak_mb")}
-        print(f"{name:<10} {results[name]['seconds']:8.2f} s   peak {results[name]['peak_mb']:7.0f} MiB   {extra}")
+        print(
+            f"{label}{name:<10} {results[name]['seconds']:8.2f} s   peak {results[name]['peak_mb']:7.0f} MiB   {extra}"
+        )
     ours = results.get("ours")
     if ours:
         for name in peers:
             if name in results:
                 print(
-                    f"ratio {name}/ours: {results[name]['seconds'] / ours['seconds']:.1f}x time, "
+                    f"{label}ratio {name}/ours: {results[name]['seconds'] / ours['seconds']:.1f}x time, "
                     f"{results[name]['peak_mb'] / ours['peak_mb']:.1f}x memory"
                 )
+    return results
 
 
 if __name__ == "__main__":

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     gate_parser.add_argument("--model", required=True, help="the model's id")
     gate_parser.add_argument("--version", required=True, help="the candidate's version string (e.g. the commit)")
-    gate_parser.add_argument("--data", required=True, help="evaluation predictions, CSV or Parquet")
+    gate_parser.add_argument("--data", required=True, help="evaluation predictions, CSV, Parquet or Arrow")
     gate_parser.add_argument("--roles", required=True, help="JSON file of column roles")
     gate_parser.add_argument("--reference-dataset", type=int, help="default: the model's newest reference dataset")
     gate_parser.add_argument("--artifact-uri", default="")

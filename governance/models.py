@@ -177,13 +177,19 @@ class Dataset(WriteOnce):
     description = models.TextField(blank=True, help_text="Provenance: where the data comes from, how it was drawn.")
     period_start = models.DateField(null=True, blank=True)
     period_end = models.DateField(null=True, blank=True)
-    file = models.FileField(max_length=300, editable=False)
+    file = models.FileField(max_length=300, editable=False, help_text="The first (often the only) partition")
     original_filename = models.CharField(max_length=255, editable=False)
     original_format = models.CharField(max_length=10, editable=False)
     original_sha256 = models.CharField(max_length=64, editable=False)
-    sha256 = models.CharField(max_length=64, editable=False, help_text="sha256 of the stored Parquet file")
+    sha256 = models.CharField(
+        max_length=64,
+        editable=False,
+        help_text="sha256 of the stored Parquet file; of a dataset in several partitions, the sha256 of "
+        "their sha256s in order, one hex digest and a newline each",
+    )
     size_bytes = models.BigIntegerField(editable=False)
     row_count = models.BigIntegerField(editable=False)
+    partition_count = models.PositiveIntegerField(default=1, editable=False)
     columns = models.JSONField(editable=False, help_text="[{name, dtype}] in file order")
     column_roles = models.JSONField(editable=False)
     identifier_scan = models.JSONField(
@@ -203,6 +209,40 @@ class Dataset(WriteOnce):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.row_count} rows)"
+
+    @property
+    def is_partitioned(self) -> bool:
+        return self.partition_count > 1
+
+
+class DatasetPartition(WriteOnce):
+    """One Parquet file of a dataset: its rows first_row .. first_row + row_count - 1, in upload order.
+
+    A dataset is stored as partitions of at most DATASET_PARTITION_ROWS rows (and about
+    DATASET_PARTITION_BYTES in memory), so that no object in storage and no task holds more than that,
+    and an audit can read the partitions on as many workers. Every dataset has at least one; the
+    dataset's `file` is its first.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="partitions")
+    index = models.PositiveIntegerField()
+    file = models.FileField(max_length=300, editable=False)
+    first_row = models.BigIntegerField(editable=False)
+    row_count = models.BigIntegerField(editable=False)
+    sha256 = models.CharField(max_length=64, editable=False)
+    size_bytes = models.BigIntegerField(editable=False)
+
+    class Meta:
+        ordering = ["dataset", "index"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "index"], name="one_partition_per_index")]
+
+    def __str__(self) -> str:
+        return f"partition {self.index + 1} of {self.dataset.partition_count} of {self.dataset.name}"
+
+    @property
+    def rows_text(self) -> str:
+        """The rows it holds, numbered from 1 as a person reads a file."""
+        return f"rows {self.first_row + 1:,} to {self.first_row + self.row_count:,}"
 
 
 class ApiToken(models.Model):

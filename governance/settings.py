@@ -192,6 +192,10 @@ DATASET_MAX_UPLOAD_BYTES = envint("DATASET_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATASET_PARQUET_ROW_GROUP_SIZE = envint("DATASET_PARQUET_ROW_GROUP_SIZE", 100_000)
+# Datasets are stored as Parquet partitions of at most this many rows, and about this many bytes in
+# memory (a 50-feature row is about 400 bytes): the unit a worker reads, and an object in storage.
+DATASET_PARTITION_ROWS = envint("DATASET_PARTITION_ROWS", 1_000_000)
+DATASET_PARTITION_BYTES = envint("DATASET_PARTITION_BYTES", 512 * 1024 * 1024)
 
 # Security. Production sets DEBUG=0 and SECURE_SSL_REDIRECT=1 (see README); the
 # cookie and HSTS settings follow DEBUG unless set explicitly.
@@ -282,7 +286,7 @@ CELERY_TIMEZONE = "UTC"
 # webhooks, monthly reports), so that a long audit never holds up the rest. A worker consumes one or both
 # (`-Q audits`, `-Q celery`, `-Q audits,celery`); each takes one task at a time (prefetch 1).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_ROUTES = {"audits.tasks.run_audit": {"queue": "audits"}}
+CELERY_TASK_ROUTES = {"audits.tasks.run_audit": {"queue": "audits"}, "audits.tasks.run_audit_task": {"queue": "audits"}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A pool process that has grown past this (KiB) is replaced after its task: pandas and Arrow keep memory.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = envint("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 4_000_000)
@@ -312,6 +316,16 @@ AUDIT_RUN_MAX_ATTEMPTS = envint("AUDIT_RUN_MAX_ATTEMPTS", 5)
 # Evidently's interactive drift report holds whole columns in memory: above this many rows
 # per dataset it is rendered from a seeded uniform sample (the verdicts never are).
 AUDIT_EVIDENTLY_REPORT_ROWS = envint("AUDIT_EVIDENTLY_REPORT_ROWS", 100_000)
+# A run over data in several partitions fans out: one task per partition, on any audit worker,
+# then one merge (audits.services.partitions). Off, one worker reads every partition in turn.
+AUDIT_FAN_OUT = envbool("AUDIT_FAN_OUT", True)
+# A partition task that fails is tried again after AUDIT_TASK_RETRY_SECONDS; the run fails,
+# naming the partition, once a task has been tried this many times (lost workers included).
+AUDIT_TASK_MAX_TRIES = envint("AUDIT_TASK_MAX_TRIES", 3)
+AUDIT_TASK_RETRY_SECONDS = envint("AUDIT_TASK_RETRY_SECONDS", 10)
+# The queues partition tasks go to, partition i to queue i mod N (the merge to the first): one
+# queue per host pins partitions to hosts, e.g. to measure how an audit spreads.
+AUDIT_PARTITION_QUEUES = envlist("AUDIT_PARTITION_QUEUES", ["audits"])
 
 
 # API tokens are stored as an HMAC keyed with this (defaults to SECRET_KEY).

@@ -321,3 +321,40 @@ def test_a_hundred_audits_submitted_at_once_each_finish_exactly_once(team, model
     assert len(outcomes) == 1
     workers = {run.worker.split(":", 1)[1].split("@")[0] for run in AuditRun.objects.filter(pk__in=ids)}
     assert workers == {"first", "second"}  # both workers took a share
+
+
+def test_a_worker_killed_mid_partition_costs_one_partition_and_the_run_finishes_once_with_the_same_result(
+    team, model_version, services, settings
+) -> None:
+    from audits.models import RunTask
+
+    settings.DATASET_PARTITION_ROWS = 100_000  # one chunk each: the fanned-out sums are the single pass's
+    current = upload_frame(team, clinical_frame(400_000, seed=31), name="current")
+    reference = upload_frame(team, clinical_frame(200_000, seed=32, shift=0.3), name="reference", kind="reference")
+    assert current.partition_count == 4 and reference.partition_count == 2
+    first = services.worker("doomed")
+    run = audit_run_create(model_version=model_version, dataset=current, reference_dataset=reference, actor=team.owner)
+    in_flight = RunTask.objects.filter(run=run, stage="data", status="running")
+    _wait_for(in_flight.exists, 180, "the worker to start on a data partition")
+    killed = in_flight.values_list("index", flat=True).first()
+    services.kill(first)
+    assert RunTask.objects.get(run=run, stage="data", index=killed).status == "running"
+
+    services.worker("replacement")
+    _sweep_until_finished([run], settings)
+    _finished_once(run)
+    run.refresh_from_db()
+    assert run.attempt == 1  # the run was never started over: only the lost partition was
+    lost = RunTask.objects.get(run=run, stage="data", index=killed)
+    assert lost.status == "done" and lost.tries >= 2 and "replacement@" in lost.worker
+    finished_by_the_doomed = RunTask.objects.filter(run=run, status="done", tries=1, worker__contains="doomed@")
+    assert finished_by_the_doomed.exists()  # their work was kept, not redone
+
+    settings.AUDIT_FAN_OUT = False
+    single = audit_run_create(
+        model_version=model_version, dataset=current, reference_dataset=reference, actor=team.owner
+    )
+    audit_run_execute(run_id=single.pk, worker="in-process")
+    single.refresh_from_db()
+    assert _outcome(run) == _outcome(single)
+    assert run.result == single.result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -69,6 +70,149 @@ def drift_column_types(
     return numerical, categorical
 
 
+@dataclass
+class AuditPlan:
+    """What every pass over the data must agree on, decided once before any row is read.
+
+    Stored with a partitioned run (`to_dict`), so that every partition task, on any machine,
+    reads its rows the same way and the merge sees statistics that add up.
+    """
+
+    roles: ColumnRoles
+    policy: Policy
+    score_is_probability: bool = True
+    numerical: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    numeric_ranges: dict[str, tuple[float, float]] | None = None
+
+    @property
+    def group_columns(self) -> list[str]:
+        """Within each protected group, the model's outputs and the label are followed."""
+        roles, drifting = self.roles, {*self.numerical, *self.categorical}
+        return [c for c in (roles.score, roles.prediction, roles.label) if c and c in drifting]
+
+    @property
+    def audit_label_choice(self) -> bool:
+        return bool(self.roles.alternative_outcome and self.roles.score)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "roles": self.roles.to_dict(),
+            "policy": self.policy.to_dict(),
+            "score_is_probability": self.score_is_probability,
+            "numerical": self.numerical,
+            "categorical": self.categorical,
+            "numeric_ranges": None
+            if self.numeric_ranges is None
+            else {c: list(bounds) for c, bounds in self.numeric_ranges.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuditPlan:
+        ranges = data.get("numeric_ranges")
+        return cls(
+            roles=ColumnRoles.from_dict(data["roles"]),
+            policy=Policy.from_dict(data["policy"]),
+            score_is_probability=data["score_is_probability"],
+            numerical=list(data["numerical"]),
+            categorical=list(data["categorical"]),
+            numeric_ranges=None if ranges is None else {c: (float(lo), float(hi)) for c, (lo, hi) in ranges.items()},
+        )
+
+
+@dataclass
+class ReferenceStatistics:
+    """The reference's quality profile and drift statistics, merged over any split of its rows."""
+
+    quality: QualityStatistics = field(default_factory=QualityStatistics)
+    drift: DriftStatistics = field(default_factory=DriftStatistics)
+
+    def merge(self, other: ReferenceStatistics) -> ReferenceStatistics:
+        return ReferenceStatistics(self.quality.merge(other.quality), self.drift.merge(other.drift))
+
+
+@dataclass
+class DataStatistics:
+    """Every engine's sufficient statistics of the audited rows, merged over any split of them."""
+
+    fairness: FairnessStatistics = field(default_factory=FairnessStatistics)
+    quality: QualityStatistics = field(default_factory=QualityStatistics)
+    drift: DriftStatistics = field(default_factory=DriftStatistics)
+    label_choice: LabelChoiceStatistics = field(default_factory=LabelChoiceStatistics)
+
+    def merge(self, other: DataStatistics) -> DataStatistics:
+        return DataStatistics(
+            self.fairness.merge(other.fairness),
+            self.quality.merge(other.quality),
+            self.drift.merge(other.drift),
+            self.label_choice.merge(other.label_choice),
+        )
+
+
+def _drift_of(chunk: pd.DataFrame, plan: AuditPlan) -> DriftStatistics:
+    return drift_statistics(
+        chunk,
+        numerical=plan.numerical,
+        categorical=plan.categorical,
+        ranges=plan.numeric_ranges,
+        protected=plan.roles.protected_columns,
+        group_columns=plan.group_columns,
+    )
+
+
+def reference_statistics(
+    chunks: Iterable[pd.DataFrame], plan: AuditPlan, *, on_progress: Callable[[str, int], None] | None = None
+) -> ReferenceStatistics:
+    """Statistics of (part of) the reference: its quality profile (ranges, categories) and drift sketches."""
+    statistics = ReferenceStatistics()
+    for chunk in chunks:
+        statistics = statistics.merge(
+            ReferenceStatistics(quality_statistics(chunk, hash_rows=False), _drift_of(chunk, plan))
+        )
+        if on_progress:
+            on_progress("reading the reference", statistics.quality.rows)
+    return statistics
+
+
+def data_statistics(
+    chunks: Iterable[pd.DataFrame],
+    plan: AuditPlan,
+    *,
+    reference: ReferenceStatistics | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> DataStatistics:
+    """Statistics of (part of) the audited data, chunk by chunk; with a reference, also its drift sketches."""
+    roles, policy = plan.roles, plan.policy
+    ranges = reference_ranges(reference.quality) if reference is not None else None
+    statistics = DataStatistics()
+    for chunk in chunks:
+        label_choice = LabelChoiceStatistics()
+        if plan.audit_label_choice:
+            label_choice = label_choice_statistics(
+                chunk,
+                score=roles.score,  # type: ignore[arg-type]
+                alternative_outcome=roles.alternative_outcome,  # type: ignore[arg-type]
+                protected=roles.protected_columns,
+                score_is_probability=plan.score_is_probability,
+            )
+        fairness = fairness_statistics(
+            chunk,
+            label=roles.label,
+            prediction=roles.prediction,
+            protected=roles.protected_columns,
+            score=roles.score,
+            score_is_probability=plan.score_is_probability,
+            operating_point=policy.operating_point,
+            intersection_order=policy.intersection_order,
+        )
+        quality = quality_statistics(chunk, protected=roles.protected_columns, reference_ranges=ranges)
+        drift = _drift_of(chunk, plan) if reference is not None else DriftStatistics()
+        statistics = statistics.merge(DataStatistics(fairness, quality, drift, label_choice))
+        if on_progress:
+            on_progress("reading the data", statistics.quality.rows)
+    return statistics
+
+
 def audit_chunks(
     chunks: Iterable[pd.DataFrame],
     *,
@@ -83,120 +227,91 @@ def audit_chunks(
     evidently_sample: tuple[pd.DataFrame, pd.DataFrame] | None = None,
     on_progress: Callable[[str, int], None] | None = None,
 ) -> tuple[dict[str, Any], Any]:
-    """Audit a dataset given as chunks of rows; returns the result document and Evidently's snapshot.
+    """Audit a dataset given as chunks of rows, in one pass; returns the result document and Evidently's snapshot.
 
     1. The reference, if any, is read first, chunk by chunk: its quality profile (ranges,
        categories) and its drift statistics.
     2. Each chunk of the audited data becomes fairness, label-choice, quality and drift
        statistics, merged as they come.
-    3. Metrics, intervals, tests and verdicts are computed from the merged statistics.
-    4. The policy turns breaches into findings, and the findings into a verdict.
-    5. With an Evidently sample (reference, current), Evidently renders its interactive report.
+    3. `audit_report` computes metrics, intervals, tests, findings and the verdict from them.
 
+    A partitioned audit does steps 1 and 2 per partition, on many workers, and step 3 once on
+    the merged statistics (audits.services.partitions): the same functions, so the same answer.
     `on_progress(step, rows)` hears of each chunk: the step under way and the rows it has read so far.
     """
-    policy = policy or Policy()
-    numerical: list[str] = []
-    categorical: list[str] = []
-    group_columns: list[str] = []
-    reference_quality = reference_drift = None
-
-    def drift_of(chunk: pd.DataFrame) -> DriftStatistics:
-        return drift_statistics(
-            chunk,
-            numerical=numerical,
-            categorical=categorical,
-            ranges=numeric_ranges,
-            protected=roles.protected_columns,
-            group_columns=group_columns,
-        )
-
+    plan = AuditPlan(roles, policy or Policy(), score_is_probability, numeric_ranges=numeric_ranges)
+    reference = None
     if reference_chunks is not None:
         if schema is None or reference_schema is None:
             raise ValueError("a reference needs the schemas of both datasets")
-        numerical, categorical = drift_column_types(roles, schema, reference_schema)
-        # Within each protected group, the model's outputs and the label are followed.
-        group_columns = [c for c in (roles.score, roles.prediction, roles.label) if c in (*numerical, *categorical)]
-        reference_quality, reference_drift = QualityStatistics(), DriftStatistics()
-        for chunk in reference_chunks:
-            reference_quality = reference_quality.merge(quality_statistics(chunk, hash_rows=False))
-            reference_drift = reference_drift.merge(drift_of(chunk))
-            if on_progress:
-                on_progress("reading the reference", reference_quality.rows)
-    ranges = reference_ranges(reference_quality) if reference_quality else None
-    fairness_stats = FairnessStatistics()
-    quality_stats = QualityStatistics()
-    drift_stats = DriftStatistics()
-    label_choice_stats = LabelChoiceStatistics()
-    audit_label_choice = bool(roles.alternative_outcome and roles.score)
-    for chunk in chunks:
-        if audit_label_choice:
-            label_choice_stats = label_choice_stats.merge(
-                label_choice_statistics(
-                    chunk,
-                    score=roles.score,  # type: ignore[arg-type]
-                    alternative_outcome=roles.alternative_outcome,  # type: ignore[arg-type]
-                    protected=roles.protected_columns,
-                    score_is_probability=score_is_probability,
-                )
-            )
-        fairness_stats = fairness_stats.merge(
-            fairness_statistics(
-                chunk,
-                label=roles.label,
-                prediction=roles.prediction,
-                protected=roles.protected_columns,
-                score=roles.score,
-                score_is_probability=score_is_probability,
-                operating_point=policy.operating_point,
-                intersection_order=policy.intersection_order,
-            )
-        )
-        quality_stats = quality_stats.merge(
-            quality_statistics(chunk, protected=roles.protected_columns, reference_ranges=ranges)
-        )
-        if reference_drift is not None:
-            drift_stats = drift_stats.merge(drift_of(chunk))
-        if on_progress:
-            on_progress("reading the data", quality_stats.rows)
+        plan.numerical, plan.categorical = drift_column_types(roles, schema, reference_schema)
+        reference = reference_statistics(reference_chunks, plan, on_progress=on_progress)
+    data = data_statistics(chunks, plan, reference=reference, on_progress=on_progress)
+    return audit_report(
+        data,
+        plan,
+        reference=reference,
+        schema=schema,
+        reference_schema=reference_schema,
+        identifiers=identifiers,
+        evidently_sample=evidently_sample,
+        on_progress=on_progress,
+    )
 
+
+def audit_report(
+    data: DataStatistics,
+    plan: AuditPlan,
+    *,
+    reference: ReferenceStatistics | None = None,
+    schema: list[dict[str, str]] | None = None,
+    reference_schema: list[dict[str, str]] | None = None,
+    identifiers: list[dict[str, Any]] | None = None,
+    evidently_sample: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """The result document from merged statistics: metrics, intervals, tests, findings and the verdict.
+
+    With an Evidently sample (reference, current), Evidently also renders its interactive report.
+    """
+    roles, policy = plan.roles, plan.policy
     if on_progress:
-        on_progress("computing metrics, intervals and tests", quality_stats.rows)
-    fairness = fairness_report(fairness_stats, references=roles.references, policy=policy)
+        on_progress("computing metrics, intervals and tests", data.quality.rows)
+    fairness = fairness_report(data.fairness, references=roles.references, policy=policy)
     label_choice = (
         label_choice_report(
-            label_choice_stats,
+            data.label_choice,
             references=fairness.references,
             alternative_outcome=roles.alternative_outcome,  # type: ignore[arg-type]
             min_group_size=policy.min_group_size,
         )
-        if audit_label_choice
+        if plan.audit_label_choice
         else None
     )
     quality = quality_report(
-        quality_stats,
-        reference=reference_quality,
+        data.quality,
+        reference=reference.quality if reference is not None else None,
         schema=schema,
         reference_schema=reference_schema,
         references=fairness.references,
         identifiers=identifiers,
     )
     drift = None
-    if reference_drift is not None:
+    if reference is not None:
         drift = drift_report(
-            reference_drift,
-            drift_stats,
-            columns=[*numerical, *categorical],
-            reference_rows=reference_quality.rows if reference_quality else 0,
+            reference.drift,
+            data.drift,
+            columns=[*plan.numerical, *plan.categorical],
+            reference_rows=reference.quality.rows,
             current_rows=quality.rows,
         ).to_dict()
-        drift["by_group"] = group_drift_report(reference_drift, drift_stats, min_group_size=policy.min_group_size)
+        drift["by_group"] = group_drift_report(reference.drift, data.drift, min_group_size=policy.min_group_size)
 
     snapshot = None
-    if evidently_sample is not None and (numerical or categorical):
+    if evidently_sample is not None and (plan.numerical or plan.categorical):
         if on_progress:
             on_progress("rendering Evidently's drift report", quality.rows)
-        snapshot = drift_snapshot(*evidently_sample, numerical=numerical, categorical=categorical)
+        snapshot = drift_snapshot(*evidently_sample, numerical=plan.numerical, categorical=plan.categorical)
         if drift is not None:
             drift["evidently_report_rows"] = {
                 "reference": len(evidently_sample[0]),
@@ -217,7 +332,7 @@ def audit_chunks(
         "rows": quality.rows,
         "column_roles": roles.to_dict(),
         "policy": policy.to_dict(),
-        "score_is_probability": score_is_probability if roles.score else None,
+        "score_is_probability": plan.score_is_probability if roles.score else None,
         "fairness": fairness_dict,
         "label_choice": label_choice,
         "drift": drift,

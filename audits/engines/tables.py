@@ -22,6 +22,9 @@ import pyarrow.parquet as pq
 from audits.engines.errors import TableError
 
 PARQUET_MAGIC = b"PAR1"
+ARROW_FILE_MAGIC = b"ARROW1"  # Arrow IPC file format (Feather v2)
+ARROW_STREAM_MARKER = b"\xff\xff\xff\xff"  # Arrow IPC stream format: a continuation marker first
+ARROW_SUFFIXES = (".arrow", ".arrows", ".feather", ".ipc")
 # Cells read as missing in a CSV. Narrower than pandas' default on purpose: "None", "none"
 # and "n/a" are real categories in clinical extracts (e.g. "A1C test: None" = not measured).
 CSV_MISSING_VALUES = ("", "NA", "N/A", "NaN", "nan", "NULL", "null", "#N/A")
@@ -136,12 +139,16 @@ class LoadedTable:
 
 
 def read_table(stream: IO[bytes], *, filename: str = "") -> LoadedTable:
-    """Read a CSV or Parquet upload into an Arrow table, refusing what cannot be read faithfully."""
-    head = stream.read(4)
+    """Read a CSV, Parquet or Arrow IPC (file or stream) upload into an Arrow table, refusing what cannot
+    be read faithfully."""
+    head = stream.read(6)
     stream.seek(0)
-    if head == PARQUET_MAGIC or filename.lower().endswith(".parquet"):
+    if head[:4] == PARQUET_MAGIC or filename.lower().endswith(".parquet"):
         table = _read_parquet(stream)
         source_format = "parquet"
+    elif head == ARROW_FILE_MAGIC or head[:4] == ARROW_STREAM_MARKER or filename.lower().endswith(ARROW_SUFFIXES):
+        table = _read_arrow(stream)
+        source_format = "arrow"
     else:
         table = _read_csv(stream)
         source_format = "csv"
@@ -194,6 +201,21 @@ def _read_parquet(stream: IO[bytes]) -> pa.Table:
         raise TableError(f"the file is not a readable Parquet file: {exc}") from None
     names = table.column_names
     _refuse_duplicate_names(names)
+    return table
+
+
+def _read_arrow(stream: IO[bytes]) -> pa.Table:
+    import pyarrow.ipc as ipc
+
+    buffer = pa.py_buffer(stream.read())
+    try:
+        if buffer[:6].to_pybytes() == ARROW_FILE_MAGIC:
+            table = ipc.open_file(buffer).read_all()
+        else:
+            table = ipc.open_stream(buffer).read_all()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise TableError(f"the file is not a readable Arrow IPC file or stream: {exc}") from None
+    _refuse_duplicate_names(table.column_names)
     return table
 
 

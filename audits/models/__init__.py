@@ -1,7 +1,15 @@
 """Models of the audits app: runs and their results, and the monitoring of deployed models."""
 
 from audits.models.monitoring import Alert, AuditSchedule, PredictionBatch
-from audits.models.runs import AuditPolicy, AuditRun, Finding, FindingReview, Measurement, MetricResult
+from audits.models.runs import (
+    AuditPolicy,
+    AuditRun,
+    Finding,
+    FindingReview,
+    Measurement,
+    MetricResult,
+    RunTask,
+)
 
 __all__ = [
     "Alert",
@@ -13,4 +21,5 @@ __all__ = [
     "Measurement",
     "MetricResult",
     "PredictionBatch",
+    "RunTask",
 ]

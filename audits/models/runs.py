@@ -107,6 +107,9 @@ class AuditRun(models.Model):
     window_end = models.DateTimeField(null=True, blank=True)
     # The audits whose findings count in the verdict (fairness, drift, quality); empty for all.
     checks = models.JSONField(default=list, blank=True)
+    # Set when the attempt fanned out over partitions: what every task reads the data with
+    # (engines.audit.AuditPlan). The run's tasks (RunTask) then carry the leases.
+    plan = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -121,6 +124,63 @@ class AuditRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class RunTask(models.Model):
+    """One task of a run fanned out over partitions: the statistics of one partition, or the merge.
+
+    The tasks of an attempt form a chord whose counter is this table: the reference's partitions
+    (if any), then the audited data's, then one merge; with a reference, Evidently's report is drawn
+    from samples by a task of its own beside them. The last task of a stage to finish queues the
+    next stage, under a lock on the run. Each task is claimed and leased like a run; the
+    sweeper hands back a task whose lease lapsed, and the run fails only once a task has been
+    tried AUDIT_TASK_MAX_TRIES times, naming it. Statistics are stored, with their sha256, until
+    the run finishes; nothing but the merge writes a result.
+    """
+
+    class Stage(models.TextChoices):
+        REFERENCE = "reference", "Reference partition"
+        DATA = "data", "Data partition"
+        REPORT = "report", "Evidently's drift report"
+        MERGE = "merge", "Merge"
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for the stage before"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    run = models.ForeignKey(AuditRun, on_delete=models.CASCADE, related_name="tasks")
+    attempt = models.PositiveIntegerField()
+    stage = models.CharField(max_length=10, choices=Stage.choices)
+    index = models.PositiveIntegerField(default=0)
+    partition = models.ForeignKey(
+        "governance.DatasetPartition", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
+    tries = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True, help_text="time the finishing try took")
+    rows = models.BigIntegerField(default=0)
+    statistics_file = models.CharField(max_length=300, blank=True)
+    statistics_sha256 = models.CharField(max_length=64, blank=True)
+    last_error = models.TextField(blank=True)
+    # The report task's sample sizes: {"reference": rows, "current": rows}.
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["run", "attempt", "stage", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "attempt", "stage", "index"], name="one_task_per_partition")
+        ]
+        indexes = [models.Index(fields=["status", "lease_expires_at"], name="runtask_sweep_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_stage_display()} {self.index + 1} of run {self.run_id} (attempt {self.attempt})"
 
 
 class Measurement(models.Model):

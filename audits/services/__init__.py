@@ -1,6 +1,7 @@
 """Audit runs: creation, dispatch, claim, execution, results, policies, and the sweep that loses none."""
 
-from audits.services.execution import AuditInputError, audit_run_execute
+from audits.services.errors import AuditInputError
+from audits.services.execution import audit_run_execute
 from audits.services.lifecycle import (
     audit_run_claim,
     audit_run_create,

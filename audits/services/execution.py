@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from audits.engines.errors import TableError
 from audits.models import AuditRun, Finding, MetricResult
+from audits.services.errors import AuditInputError
 from audits.services.lifecycle import audit_run_claim, audit_run_renew_lease
-from audits.services.policies import audit_policy_for
 from audits.services.results import finding_rows, metric_rows
 from governance.services import event_record
 
@@ -24,10 +24,6 @@ if TYPE_CHECKING:
     pass
 
 logger = logging.getLogger(__name__)
-
-
-class AuditInputError(Exception):
-    """The run's data cannot be audited as asked; the message says why, for the user."""
 
 
 def audit_run_execute(*, run_id: int, worker: str) -> None:
@@ -45,6 +41,12 @@ def audit_run_execute(*, run_id: int, worker: str) -> None:
         return
     run = AuditRun.objects.select_related("dataset", "reference_dataset", "model_version__ai_model").get(pk=run_id)
     logger.info("audit run %s: claimed by %s, attempt %s", run_id, worker, attempt)
+    partitioned = run.dataset.is_partitioned or (run.reference_dataset and run.reference_dataset.is_partitioned)
+    if partitioned and settings.AUDIT_FAN_OUT:
+        from audits.services.partitions import audit_run_fan_out
+
+        audit_run_fan_out(run, attempt)
+        return
 
     last_step, last_at = [""], [0.0]
 
@@ -73,7 +75,7 @@ def audit_run_execute(*, run_id: int, worker: str) -> None:
         if not isinstance(exc, AuditInputError):
             logger.error("audit run %s failed with %s", run_id, type(exc).__name__)
         return
-    _finish_succeeded(run, attempt, result, report_html)
+    finish_succeeded(run, attempt, result, report_html)
 
 
 def _readable_error(exc: Exception) -> str:
@@ -89,58 +91,43 @@ def _readable_error(exc: Exception) -> str:
 
 
 def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
-    from audits.engines.audit import audit_chunks, drift_column_types
-    from audits.engines.tables import (
-        ColumnRoles,
-        iter_parquet_chunks,
-        numeric_ranges,
-        parquet_min_max,
-        read_parquet_sample,
-        score_is_probability,
+    """One pass over every partition of the run's data, in row order, on this worker."""
+    from audits.engines.audit import data_statistics, reference_statistics
+    from audits.services.reading import (
+        audit_plan,
+        chunks_of,
+        dataset_partitions,
+        evidently_sample,
+        open_partitions,
+        reference_columns,
+        run_report,
     )
 
-    roles = ColumnRoles.from_dict(run.dataset.column_roles)
-    policy = audit_policy_for(run)
-    is_probability = True
-    if roles.score:
-        with run.dataset.file.open("rb") as data_file:
-            is_probability = score_is_probability(*parquet_min_max(data_file, roles.score))
     progress("opening the data", 0)
     with ExitStack() as files:
-        data_file = files.enter_context(run.dataset.file.open("rb"))
-        reference_chunks = reference_schema = ranges = evidently_sample = None
+        data_partitions = dataset_partitions(run.dataset)
+        data_files = open_partitions(files, data_partitions)
+        reference_partitions = dataset_partitions(run.reference_dataset) if run.reference_dataset else []
+        reference_files = open_partitions(files, reference_partitions, "reference")
+        plan = audit_plan(run, data_files, reference_files)
+        reference = sample = None
         if run.reference_dataset is not None:
-            reference_file = files.enter_context(run.reference_dataset.file.open("rb"))
-            reference_schema = run.reference_dataset.columns
-            numerical, categorical = drift_column_types(roles, run.dataset.columns, reference_schema)
-            if not numerical and not categorical:
-                raise AuditInputError("the reference dataset shares none of the audited dataset's feature columns")
-            ranges = numeric_ranges([data_file, reference_file], numerical)
-            shared = [c for c in roles.all_columns() if c in {c["name"] for c in reference_schema}]
-            reference_chunks = iter_parquet_chunks(reference_file, columns=shared)
-            limit = settings.AUDIT_EVIDENTLY_REPORT_ROWS
-            evidently_sample = (
-                read_parquet_sample(reference_file, columns=numerical + categorical, max_rows=limit, seed=run.pk),
-                read_parquet_sample(data_file, columns=numerical + categorical, max_rows=limit, seed=run.pk),
-            )
-
-        return audit_chunks(
-            iter_parquet_chunks(data_file, columns=roles.all_columns()),
-            roles=roles,
-            policy=policy,
-            score_is_probability=is_probability,
-            reference_chunks=reference_chunks,
-            schema=run.dataset.columns,
-            reference_schema=reference_schema,
-            numeric_ranges=ranges,
-            identifiers=run.dataset.identifier_scan,
-            evidently_sample=evidently_sample,
-            on_progress=progress,
+            columns = reference_columns(run, plan.roles)
+            reference = reference_statistics(chunks_of(reference_files, columns), plan, on_progress=progress)
+            sample = evidently_sample(run, plan, (data_files, data_partitions), (reference_files, reference_partitions))
+        data = data_statistics(
+            chunks_of(data_files, plan.roles.all_columns()), plan, reference=reference, on_progress=progress
         )
+        return run_report(run, plan, data, reference, sample, on_progress=progress)
 
 
-def _finish_succeeded(run: AuditRun, attempt: int, result: dict[str, Any], report_html: str | None) -> None:
-    report_name = ""
+def finish_succeeded(
+    run: AuditRun, attempt: int, result: dict[str, Any], report_html: str | None, *, report_name: str = ""
+) -> None:
+    """Store a run's results in one transaction, if `attempt` still holds it; record, announce and alert.
+
+    Evidently's report comes as HTML to store, or already stored (`report_name`, by a partitioned run's task).
+    """
     if report_html is not None:
         report_name = default_storage.save(
             f"runs/{run.organization_id}/{run.pk}/attempt-{attempt}-drift-report.html",
@@ -182,6 +169,7 @@ def _finish_succeeded(run: AuditRun, attempt: int, result: dict[str, Any], repor
         )
         _announce(locked, result)
         _monitor(locked, result)
+        transaction.on_commit(lambda: _discard_intermediates(run.pk))
     logger.info("audit run %s: succeeded", run.pk)
 
 
@@ -206,8 +194,15 @@ def audit_run_fail(run: AuditRun, attempt: int, error: str) -> None:
             run.refresh_from_db()
             _announce(run, None)
             _monitor(run, None)
+            transaction.on_commit(lambda: _discard_intermediates(run.pk))
 
     logger.info("audit run %s: failed", run.pk)
+
+
+def _discard_intermediates(run_id: int) -> None:
+    from audits.services.partitions import run_statistics_discard
+
+    run_statistics_discard(run_id)
 
 
 def _monitor(run: AuditRun, result: dict[str, Any] | None) -> None:

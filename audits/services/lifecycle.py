@@ -101,6 +101,7 @@ def audit_run_claim(*, run_id: int, worker: str) -> int | None:
         worker=worker[:200],
         progress="claimed",
         rows_read=0,
+        plan=None,
     )
     if claimed != 1:
         return None
@@ -127,10 +128,12 @@ def audit_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:
     2. A queued run not dispatched within AUDIT_RUN_REDISPATCH_AFTER_SECONDS is dispatched again.
     """
     from audits.services.execution import audit_run_fail
+    from audits.services.partitions import run_tasks_sweep
 
     now = now or timezone.now()
     requeued = 0
-    lapsed = AuditRun.objects.filter(status=AuditRun.Status.RUNNING, lease_expires_at__lt=now)
+    # A run fanned out over partitions has no lease of its own: its tasks do (run_tasks_sweep).
+    lapsed = AuditRun.objects.filter(status=AuditRun.Status.RUNNING, lease_expires_at__lt=now, plan__isnull=True)
     given_up = 0
     for run in lapsed.filter(attempt__gte=settings.AUDIT_RUN_MAX_ATTEMPTS):
         given_up += 1
@@ -156,4 +159,4 @@ def audit_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:
         if AuditRun.objects.filter(lost, pk=run_id, status=AuditRun.Status.QUEUED).update(dispatched_at=now):
             audit_run_dispatch(run_id=run_id)
             redispatched += 1
-    return {"requeued": requeued, "redispatched": redispatched, "given_up": given_up}
+    return {"requeued": requeued, "redispatched": redispatched, "given_up": given_up, **run_tasks_sweep(now=now)}

@@ -27,7 +27,7 @@ def prediction_batch_upload(
     """Append a batch of predictions or outcomes to a model version's production stream, frozen like a dataset.
 
     1. Refuse callers without a write role and files over DATASET_MAX_UPLOAD_BYTES.
-    2. Read the file (CSV or Parquet) and check it against its roles (engines.stream.check_batch).
+    2. Read the file (CSV, Parquet or Arrow) and check it against its roles (engines.stream.check_batch).
     3. Store it once as Parquet through Django's storage, with the sha256 of the upload and of the
        Parquet file, rows, schema, and the span of its event times; record the event.
     """

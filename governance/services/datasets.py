@@ -20,6 +20,7 @@ from governance.models import (
     WRITE_ROLES,
     AIModel,
     Dataset,
+    DatasetPartition,
     Organization,
 )
 from governance.services.base import ServiceError, event_record, require_role
@@ -39,6 +40,7 @@ class StoredParquet:
     name: str
     sha256: str
     size_bytes: int
+    rows: int
 
 
 def parquet_store(table: Any, *, folder: str) -> StoredParquet:
@@ -49,17 +51,59 @@ def parquet_store(table: Any, *, folder: str) -> StoredParquet:
     pq.write_table(table, buffer, row_group_size=settings.DATASET_PARQUET_ROW_GROUP_SIZE, compression="zstd")
     parquet_bytes = buffer.getvalue()
     name = default_storage.save(f"{folder}/{uuid.uuid4().hex}.parquet", ContentFile(parquet_bytes))
-    return StoredParquet(name=name, sha256=hashlib.sha256(parquet_bytes).hexdigest(), size_bytes=len(parquet_bytes))
+    return StoredParquet(
+        name=name,
+        sha256=hashlib.sha256(parquet_bytes).hexdigest(),
+        size_bytes=len(parquet_bytes),
+        rows=table.num_rows,
+    )
 
 
 @contextmanager
-def removed_on_failure(stored_name: str) -> Iterator[None]:
-    """Delete a stored file if the block that records it fails: a file no row names would be orphaned."""
+def removed_on_failure(*stored_names: str) -> Iterator[None]:
+    """Delete stored files if the block that records them fails: a file no row names would be orphaned."""
     try:
         yield
     except BaseException:
-        default_storage.delete(stored_name)
+        for name in stored_names:
+            default_storage.delete(name)
         raise
+
+
+def partition_rows(table: Any) -> int:
+    """Rows per partition: at most DATASET_PARTITION_ROWS and about DATASET_PARTITION_BYTES of memory,
+    in whole row groups, so that partitions split the data where a single reader's chunks do."""
+    row_group = settings.DATASET_PARQUET_ROW_GROUP_SIZE
+    rows = settings.DATASET_PARTITION_ROWS
+    if table.nbytes > 0 and table.num_rows > 0:
+        rows = min(rows, int(settings.DATASET_PARTITION_BYTES * table.num_rows / table.nbytes))
+    if rows >= row_group:
+        rows -= rows % row_group
+    return max(rows, 1)
+
+
+def parquet_store_partitions(table: Any, *, folder: str) -> list[StoredParquet]:
+    """Write an Arrow table as Parquet partitions of bounded size (`partition_rows`), in row order.
+
+    If any write fails, the partitions already written are deleted.
+    """
+    step = partition_rows(table)
+    stored: list[StoredParquet] = []
+    try:
+        for start in range(0, max(table.num_rows, 1), step):
+            stored.append(parquet_store(table.slice(start, step), folder=folder))
+    except BaseException:
+        for part in stored:
+            default_storage.delete(part.name)
+        raise
+    return stored
+
+
+def partitions_sha256(stored: list[StoredParquet]) -> str:
+    """The sha256 a dataset cites: its one file's, or that of its partitions' sha256s, one per line."""
+    if len(stored) == 1:
+        return stored[0].sha256
+    return hashlib.sha256("".join(f"{part.sha256}\n" for part in stored).encode("ascii")).hexdigest()
 
 
 def refuse_oversized(file: IO[bytes]) -> None:
@@ -91,13 +135,16 @@ def dataset_upload(
     period_end: date | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> Dataset:
-    """Validate an uploaded CSV or Parquet file against its column roles, store it as Parquet and freeze it.
+    """Validate an uploaded CSV, Parquet or Arrow file against its column roles, store it as Parquet and freeze it.
 
     1. Refuse files over DATASET_MAX_UPLOAD_BYTES and callers without a write role.
-    2. Read the file (CSV or Parquet) and check the roles against it; a bad file raises TableError.
-    3. Convert once to Parquet in row groups and store it through Django's storage.
+    2. Read the file (CSV, Parquet or Arrow) and check the roles against it; a bad file raises TableError.
+    3. Convert once to Parquet in row groups and store it through Django's storage, in partitions.
     4. Scan every column for direct identifiers (kept with the dataset, raised by its audits).
     5. Record sha256 of the upload and of the Parquet file, rows and schema, and the event.
+
+    A table past DATASET_PARTITION_ROWS rows (or DATASET_PARTITION_BYTES) is stored as several
+    Parquet partitions in row order, each with its rows and sha256 (DatasetPartition).
 
     """
     from audits.engines.identifiers import scan_identifiers
@@ -116,9 +163,9 @@ def dataset_upload(
     loaded = read_table(file, filename=filename)
     validate_roles(loaded.table, roles)
 
-    stored = parquet_store(loaded.table, folder=f"datasets/{organization.slug}")
-    stored_name, parquet_sha256 = stored.name, stored.sha256
-    with removed_on_failure(stored_name), transaction.atomic():
+    parts = parquet_store_partitions(loaded.table, folder=f"datasets/{organization.slug}")
+    parquet_sha256 = partitions_sha256(parts)
+    with removed_on_failure(*(part.name for part in parts)), transaction.atomic():
         dataset = Dataset.objects.create(
             organization=organization,
             ai_model=ai_model,
@@ -127,19 +174,32 @@ def dataset_upload(
             description=description,
             period_start=period_start,
             period_end=period_end,
-            file=stored_name,
+            file=parts[0].name,
             original_filename=filename[-255:],
             original_format=loaded.source_format,
             original_sha256=original_sha256,
             sha256=parquet_sha256,
-            size_bytes=stored.size_bytes,
+            size_bytes=sum(part.size_bytes for part in parts),
             row_count=loaded.table.num_rows,
+            partition_count=len(parts),
             columns=loaded.columns,
             column_roles=roles.to_dict(),
             identifier_scan=scan_identifiers(loaded.table),
             provenance=provenance or {},
             uploaded_by=actor if getattr(actor, "pk", None) else None,
         )
+        first_row = 0
+        for index, part in enumerate(parts):
+            DatasetPartition.objects.create(
+                dataset=dataset,
+                index=index,
+                file=part.name,
+                first_row=first_row,
+                row_count=part.rows,
+                sha256=part.sha256,
+                size_bytes=part.size_bytes,
+            )
+            first_row += part.rows
         event_record(
             organization=organization,
             actor=actor,
@@ -150,6 +210,7 @@ def dataset_upload(
                 "sha256": parquet_sha256,
                 "original_sha256": original_sha256,
                 "rows": dataset.row_count,
+                "partitions": [part.sha256 for part in parts],
                 "column_roles": dataset.column_roles,
             },
         )

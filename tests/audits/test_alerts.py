@@ -37,7 +37,7 @@ def test_failing_runs_open_one_alert_until_a_run_succeeds(team, model_version, m
     alert = Alert.objects.get(kind="run_failed")
     assert alert.incident_key == f"run_failed:version:{model_version.pk}"
     assert alert.occurrences == 2 and alert.details["run"] == first.pk
-    assert "FileNotFoundError" in alert.details["error"]
+    assert alert.details["error"] == "the stored file of the audited dataset 'lost' is missing from storage"
     assert alert_notify(alert_ids=[alert.pk]) == 1 and len(mail.outbox) == 1
 
     _run(team, model_version, current)

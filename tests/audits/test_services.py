@@ -14,7 +14,7 @@ from audits.services import (
     audit_run_execute,
     audit_runs_sweep,
 )
-from audits.services.execution import _finish_succeeded
+from audits.services.execution import finish_succeeded
 from governance.models import GovernanceEvent
 from tests.aif360_reference import aif360_metric, aif360_value
 from tests.conftest import CLINICAL_ROLES, clinical_frame, upload_frame
@@ -76,8 +76,22 @@ def test_the_sweeper_hands_back_a_run_whose_lease_lapsed(run) -> None:
     )
     first = audit_runs_sweep()
     second = audit_runs_sweep()
-    assert first == {"requeued": 1, "redispatched": 1, "given_up": 0}
-    assert second == {"requeued": 0, "redispatched": 0, "given_up": 0}
+    assert first == {
+        "requeued": 1,
+        "redispatched": 1,
+        "given_up": 0,
+        "tasks_requeued": 0,
+        "tasks_redispatched": 0,
+        "tasks_given_up": 0,
+    }
+    assert second == {
+        "requeued": 0,
+        "redispatched": 0,
+        "given_up": 0,
+        "tasks_requeued": 0,
+        "tasks_redispatched": 0,
+        "tasks_given_up": 0,
+    }
     run.refresh_from_db()
     assert run.status == AuditRun.Status.QUEUED
     assert audit_run_claim(run_id=run.pk, worker="new-worker") == 2
@@ -97,7 +111,14 @@ def test_a_run_interrupted_again_and_again_fails_saying_why_instead_of_looping(r
 
 
 def test_the_sweeper_leaves_a_fresh_queued_run_alone(run) -> None:
-    assert audit_runs_sweep() == {"requeued": 0, "redispatched": 0, "given_up": 0}
+    assert audit_runs_sweep() == {
+        "requeued": 0,
+        "redispatched": 0,
+        "given_up": 0,
+        "tasks_requeued": 0,
+        "tasks_redispatched": 0,
+        "tasks_given_up": 0,
+    }
 
 
 def test_an_attempt_that_lost_its_claim_cannot_store_results(run) -> None:
@@ -110,7 +131,7 @@ def test_an_attempt_that_lost_its_claim_cannot_store_results(run) -> None:
         "drift": None,
         "quality": {"columns": [], "duplicate_share": 0, "duplicate_rows": 0},
     }
-    _finish_succeeded(AuditRun.objects.get(pk=run.pk), 1, stale, None)
+    finish_succeeded(AuditRun.objects.get(pk=run.pk), 1, stale, None)
     run.refresh_from_db()
     assert run.status == AuditRun.Status.RUNNING
     assert run.metrics.count() == 0

@@ -1,4 +1,4 @@
-"""Audit a CSV or Parquet file with the service's engines, without the registry.
+"""Audit a CSV, Parquet or Arrow file with the service's engines, without the registry.
 
     python manage.py audit_file DATA.csv --label y --prediction y_hat --score p \
         --protected race=White,sex --reference TRAIN.csv --format json
@@ -16,10 +16,10 @@ from audits.engines.errors import TableError
 
 
 class Command(BaseCommand):
-    help = "Audit a CSV or Parquet file for fairness, drift and data quality; JSON goes to standard output."
+    help = "Audit a CSV, Parquet or Arrow file for fairness, drift and data quality; JSON goes to standard output."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("data", help="CSV or Parquet file to audit")
+        parser.add_argument("data", help="CSV, Parquet or Arrow file to audit")
         parser.add_argument("--label", required=True, help="column with the observed outcome (0/1)")
         parser.add_argument(
             "--prediction", help="column with the model's decision (0/1); without it, score >= operating point"
@@ -32,7 +32,7 @@ class Command(BaseCommand):
             "--features", help="comma-separated feature columns for drift (default: every other column)"
         )
         parser.add_argument("--categorical", help="comma-separated features whose numbers are codes, not quantities")
-        parser.add_argument("--reference", help="reference CSV or Parquet file, for drift")
+        parser.add_argument("--reference", help="reference CSV, Parquet or Arrow file, for drift")
         parser.add_argument("--alt-outcome", help="column with a direct measure of need, for the label-choice audit")
         parser.add_argument("--min-group-size", type=int, help="groups smaller than this are not judged")
         parser.add_argument("--policy", help="JSON policy file (see README: policies)")
