@@ -206,7 +206,7 @@ def scenario(
         # Polled with psql, not Python, so that the poller takes next to no CPU from the workers. The
         # merge marks itself done just after it stores the run's results.
         query = (
-            f"SELECT status FROM audits_auditrun WHERE id = {int(run)} AND (status = 'failed' OR "
+            f"SELECT status FROM audits_auditrun WHERE id = {int(run)} AND (status = 'failed' OR "  # noqa: S608
             f"(status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM audits_runtask t WHERE t.run_id = {int(run)} "
             f"AND t.seconds IS NULL AND t.attempt = audits_auditrun.attempt)))"
         )
