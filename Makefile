@@ -7,7 +7,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/governance
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 TEST_CACHE_URL ?= redis://127.0.0.1:6379/14
 
-.PHONY: run test install lint typecheck check-migrations bench bench-stream bench-load clean
+.PHONY: run test install lint typecheck check-migrations bench bench-stream bench-load bench-partitioned clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench-stream: install
 ## The API under load: gunicorn with the production settings, driven by wrk (not a test).
 bench-load: install
 	$(PY) benchmarks/load.py $(BENCH_ARGS)
+
+bench-partitioned: install
+	$(PY) benchmarks/partitioned_audit.py $(BENCH_ARGS)
 
 clean:
 

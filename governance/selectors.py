@@ -43,8 +43,10 @@ def model_versions_visible(user: Any, *, token: ApiToken | None = None) -> Query
 
 
 def datasets_visible(user: Any, *, token: ApiToken | None = None) -> QuerySet[Dataset]:
-    return Dataset.objects.filter(organization__in=organizations_visible(user, token=token)).select_related(
-        "organization", "ai_model"
+    return (
+        Dataset.objects.filter(organization__in=organizations_visible(user, token=token))
+        .select_related("organization", "ai_model")
+        .prefetch_related("partitions")
     )
 
 

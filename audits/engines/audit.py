@@ -178,12 +178,16 @@ def data_statistics(
     chunks: Iterable[pd.DataFrame],
     plan: AuditPlan,
     *,
-    reference: ReferenceStatistics | None = None,
+    ranges: dict[str, tuple[float, float]] | None = None,
+    drift: bool = False,
     on_progress: Callable[[str, int], None] | None = None,
 ) -> DataStatistics:
-    """Statistics of (part of) the audited data, chunk by chunk; with a reference, also its drift sketches."""
+    """Statistics of (part of) the audited data, chunk by chunk.
+
+    Against a reference: `ranges` are its numeric ranges (quality counts values outside them), and
+    `drift` asks for the drift sketches too.
+    """
     roles, policy = plan.roles, plan.policy
-    ranges = reference_ranges(reference.quality) if reference is not None else None
     statistics = DataStatistics()
     for chunk in chunks:
         label_choice = LabelChoiceStatistics()
@@ -206,8 +210,8 @@ def data_statistics(
             intersection_order=policy.intersection_order,
         )
         quality = quality_statistics(chunk, protected=roles.protected_columns, reference_ranges=ranges)
-        drift = _drift_of(chunk, plan) if reference is not None else DriftStatistics()
-        statistics = statistics.merge(DataStatistics(fairness, quality, drift, label_choice))
+        sketches = _drift_of(chunk, plan) if drift else DriftStatistics()
+        statistics = statistics.merge(DataStatistics(fairness, quality, sketches, label_choice))
         if on_progress:
             on_progress("reading the data", statistics.quality.rows)
     return statistics
@@ -246,7 +250,8 @@ def audit_chunks(
             raise ValueError("a reference needs the schemas of both datasets")
         plan.numerical, plan.categorical = drift_column_types(roles, schema, reference_schema)
         reference = reference_statistics(reference_chunks, plan, on_progress=on_progress)
-    data = data_statistics(chunks, plan, reference=reference, on_progress=on_progress)
+    ranges = reference_ranges(reference.quality) if reference is not None else None
+    data = data_statistics(chunks, plan, ranges=ranges, drift=reference is not None, on_progress=on_progress)
     return audit_report(
         data,
         plan,

@@ -166,6 +166,16 @@ def reference_ranges(reference: QualityStatistics) -> dict[str, tuple[float, flo
     }
 
 
+def merge_ranges(parts: Iterable[dict[str, tuple[float, float]]]) -> dict[str, tuple[float, float]]:
+    """The ranges of a dataset from those of its parts: `reference_ranges` of the merged statistics."""
+    merged: dict[str, tuple[float, float]] = {}
+    for ranges in parts:
+        for column, (low, high) in ranges.items():
+            known = merged.get(column)
+            merged[column] = (low, high) if known is None else (min(known[0], low), max(known[1], high))
+    return merged
+
+
 @dataclass
 class ColumnQuality:
     column: str

@@ -93,6 +93,7 @@ def _readable_error(exc: Exception) -> str:
 def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
     """One pass over every partition of the run's data, in row order, on this worker."""
     from audits.engines.audit import data_statistics, reference_statistics
+    from audits.engines.quality import reference_ranges
     from audits.services.reading import (
         audit_plan,
         chunks_of,
@@ -116,7 +117,11 @@ def _compute(run: AuditRun, progress: Any) -> tuple[dict[str, Any], Any]:
             reference = reference_statistics(chunks_of(reference_files, columns), plan, on_progress=progress)
             sample = evidently_sample(run, plan, (data_files, data_partitions), (reference_files, reference_partitions))
         data = data_statistics(
-            chunks_of(data_files, plan.roles.all_columns()), plan, reference=reference, on_progress=progress
+            chunks_of(data_files, plan.roles.all_columns()),
+            plan,
+            ranges=reference_ranges(reference.quality) if reference is not None else None,
+            drift=reference is not None,
+            on_progress=progress,
         )
         return run_report(run, plan, data, reference, sample, on_progress=progress)
 

@@ -52,6 +52,7 @@ from audits.engines.audit import (
     reference_statistics,
 )
 from audits.engines.errors import TableError
+from audits.engines.quality import merge_ranges, reference_ranges
 from audits.engines.tables import iter_parquet_chunks
 from audits.models import AuditRun, RunTask
 from audits.services.reading import (
@@ -240,10 +241,20 @@ def _partition_statistics(task: RunTask) -> ReferenceStatistics | DataStatistics
     with task.partition.file.open("rb") as stored:
         if task.stage == Stage.REFERENCE:
             chunks = iter_parquet_chunks(stored, columns=reference_columns(run, plan.roles))
-            return reference_statistics(chunks, plan, on_progress=renew)
-        reference = _merged(task, Stage.REFERENCE, ReferenceStatistics()) if run.reference_dataset_id else None
+            statistics = reference_statistics(chunks, plan, on_progress=renew)
+            # What the data partitions need of the reference: its numeric ranges (finite, so JSON holds them).
+            ranges = reference_ranges(statistics.quality)
+            RunTask.objects.filter(pk=task.pk).update(details={"ranges": {c: list(r) for c, r in ranges.items()}})
+            return statistics
+        bounds: dict[str, tuple[float, float]] | None = None
+        if run.reference_dataset_id:
+            parts = RunTask.objects.filter(run_id=run.pk, attempt=task.attempt, stage=Stage.REFERENCE)
+            bounds = merge_ranges(
+                {c: (low, high) for c, (low, high) in part["ranges"].items()}
+                for part in parts.values_list("details", flat=True)
+            )
         chunks = iter_parquet_chunks(stored, columns=plan.roles.all_columns())
-        return data_statistics(chunks, plan, reference=reference, on_progress=renew)
+        return data_statistics(chunks, plan, ranges=bounds, drift=bool(run.reference_dataset_id), on_progress=renew)
 
 
 def _render_report(task: RunTask) -> tuple[str, str, int]:

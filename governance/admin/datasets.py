@@ -17,6 +17,7 @@ from governance import services
 from governance.admin_site import (
     NOBODY,
     OrganizationScopedAdmin,
+    ReadOnlyInline,
     form_page,
     limit_choices,
     organizations_where,
@@ -24,6 +25,7 @@ from governance.admin_site import (
 from governance.models import (
     AIModel,
     Dataset,
+    DatasetPartition,
     Organization,
 )
 
@@ -72,8 +74,16 @@ class DatasetUploadForm(forms.Form):
         }
 
 
+class DatasetPartitionInline(ReadOnlyInline):
+    """The Parquet files the dataset is stored as, each with its rows and sha256."""
+
+    model = DatasetPartition
+    fields = readonly_fields = ("index", "first_row", "row_count", "size_bytes", "sha256")
+
+
 @admin.register(Dataset)
 class DatasetAdmin(OrganizationScopedAdmin):
+    inlines = [DatasetPartitionInline]
     # Frozen after upload: the change page is a read-only view.
     change_roles = NOBODY
     list_display = ["name", "organization", "kind", "row_count", "original_format", "created_at", "short_sha256"]

@@ -23,7 +23,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from audits.engines.errors import TableError
 from governance import selectors, services
 from governance.idempotency import idempotent
-from governance.models import AIModel, ApiToken, Dataset, ModelVersion, Organization
+from governance.models import AIModel, ApiToken, Dataset, DatasetPartition, ModelVersion, Organization
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -230,9 +230,16 @@ class ModelVersionTransitionApi(GovernanceApi):
         return Response(ModelVersionOutput(version).data)
 
 
+class DatasetPartitionOutput(serializers.ModelSerializer):
+    class Meta:
+        model = DatasetPartition
+        fields = ["index", "first_row", "row_count", "sha256", "size_bytes"]
+
+
 class DatasetOutput(serializers.ModelSerializer):
     organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     uploaded_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    partitions = DatasetPartitionOutput(many=True, read_only=True)
 
     class Meta:
         model = Dataset
@@ -251,6 +258,8 @@ class DatasetOutput(serializers.ModelSerializer):
             "sha256",
             "size_bytes",
             "row_count",
+            "partition_count",
+            "partitions",
             "columns",
             "column_roles",
             "uploaded_by",

@@ -67,6 +67,12 @@ def test_a_large_upload_is_stored_in_bounded_partitions_that_read_back_as_the_up
     pd.testing.assert_frame_equal(_read_back(dataset), frame, check_dtype=False)
     event = GovernanceEvent.objects.get(action="dataset.uploaded", object_id=str(dataset.pk))
     assert event.after["partitions"] == [p.sha256 for p in parts]
+    # The API lists them, so that anyone holding the files can check each one.
+    shown = client_for(team.viewer, team.organization, scope="read").get(f"/api/v1/datasets/{dataset.pk}/").json()
+    assert shown["partition_count"] == 4 and shown["sha256"] == by_hand
+    assert [(p["index"], p["first_row"], p["row_count"], p["sha256"]) for p in shown["partitions"]] == [
+        (p.index, p.first_row, p.row_count, p.sha256) for p in parts
+    ]
 
 
 def test_a_partition_holds_about_dataset_partition_bytes_in_whole_row_groups(team, media_root, settings) -> None:
@@ -370,3 +376,19 @@ def test_partition_tasks_go_to_the_queues_named_in_turn_on_the_real_broker(
     assert queued("host-a") == [0, 2] and queued("host-b") == [1]
     broker.delete("host-a", "host-b")
     app.control.purge()
+
+
+def test_the_reference_ranges_of_the_parts_merge_into_those_of_the_whole() -> None:
+    from audits.engines.quality import merge_ranges, quality_statistics, reference_ranges
+
+    assert merge_ranges([{"a": (1.0, 2.0)}, {"a": (-3.0, 1.5), "b": (0.0, 0.0)}, {}]) == {
+        "a": (-3.0, 2.0),
+        "b": (0.0, 0.0),
+    }
+    frame = clinical_frame(3000, seed=14)
+    frame.loc[:1499, "lactate"] = float("nan")  # a column with no value in the first part
+    frame.loc[2000, "age"] = float("inf")  # infinities are not part of a range
+    parts = [frame.iloc[:1500], frame.iloc[1500:2200], frame.iloc[2200:]]
+    whole = reference_ranges(quality_statistics(frame, hash_rows=False))
+    assert merge_ranges(reference_ranges(quality_statistics(p, hash_rows=False)) for p in parts) == whole
+    assert whole["age"][1] < float("inf")
